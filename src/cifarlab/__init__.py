@@ -1,0 +1,1 @@
+"""cifarlab: normalization, batch-size and architecture studies on CIFAR-10 as one DVC pipeline."""

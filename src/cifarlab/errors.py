@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix (bad params, bad files)."""
+
+
+class CifarlabError(Exception):
+    """A user error: the message names the params key or file and what was expected.
+
+    Stage entry points print it as one line and exit non-zero; programming errors keep their
+    tracebacks.
+    """

@@ -1,0 +1,94 @@
+"""Figures of the study, drawn from the DVCLive histories (matplotlib's object API: no global state)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cifarlab.errors import CifarlabError
+from cifarlab.io import atomic_path
+from cifarlab.tracking import LIVE_METRICS, live_plot_file
+
+QUANTILE_COLUMNS = ("feature_q01", "feature_q20", "feature_q80", "feature_q99")
+QUANTILE_LABELS = ("1st", "20th", "80th", "99th")
+
+
+def read_history(live_dir: Path) -> pd.DataFrame:
+    """A run's per-epoch history (index: epoch; columns: the training loop's names) from its DVCLive TSVs."""
+    columns = {}
+    for column in LIVE_METRICS:
+        path = live_plot_file(live_dir, column)
+        if not path.exists():
+            raise CifarlabError(f"{path}: missing; run the train stage for {Path(live_dir).name} first")
+        table = pd.read_csv(path, sep="\t")
+        columns[column] = table.set_index("step")[LIVE_METRICS[column].split("/")[-1]]
+    history = pd.DataFrame(columns)
+    history.index.name = "epoch"
+    return history
+
+
+def _save(figure: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _draw_quantiles(axes, history: pd.DataFrame, title: str) -> None:
+    for column, label in zip(QUANTILE_COLUMNS, QUANTILE_LABELS):
+        axes.plot(history.index, history[column], marker=".", label=f"{label} percentile")
+    axes.set_title(title)
+    axes.set_xlabel("epoch")
+    axes.grid(alpha=0.3)
+
+
+def plot_run_quantiles(history: pd.DataFrame, run: str, path: Path) -> None:
+    """The four penultimate-feature quantiles of one run against the epoch."""
+    figure = Figure(figsize=(6, 4))
+    axes = figure.add_subplot()
+    _draw_quantiles(axes, history, f"{run}: penultimate-feature quantiles (validation)")
+    axes.set_ylabel("feature value")
+    axes.legend()
+    _save(figure, path)
+
+
+def plot_all_quantiles(histories: Mapping[str, pd.DataFrame], path: Path) -> None:
+    """Every run's quantile curves side by side, one panel per run (scales differ across norms)."""
+    columns = min(3, len(histories))
+    rows = math.ceil(len(histories) / columns)
+    figure = Figure(figsize=(4.5 * columns, 3.3 * rows))
+    for index, (run, history) in enumerate(histories.items()):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        _draw_quantiles(axes, history, run)
+    figure.axes[0].legend(fontsize="small")
+    figure.suptitle("Penultimate-feature quantiles on the validation set")
+    _save(figure, path)
+
+
+def write_quantile_figures(runs: Sequence[str], live_root: Path, out_dir: Path) -> list[Path]:
+    """The quantile-plots stage: one PNG per run and one with all runs side by side."""
+    histories = {run: read_history(live_root / run) for run in runs}
+    written = []
+    for run, history in histories.items():
+        plot_run_quantiles(history, run, out_dir / f"{run}.png")
+        written.append(out_dir / f"{run}.png")
+    plot_all_quantiles(histories, out_dir / "all_runs.png")
+    return written + [out_dir / "all_runs.png"]
+
+
+def plot_error_curves(histories: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
+    """Train and validation error against the epoch, one line per run, in two panels."""
+    figure = Figure(figsize=(11, 4))
+    for index, split in enumerate(("train", "val")):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for run, history in histories.items():
+            axes.plot(history.index, 100 * history[f"{split}_error"], label=run)
+        axes.set_title(f"{'training' if split == 'train' else 'validation'} error")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("error (%)")
+        axes.grid(alpha=0.3)
+    figure.axes[-1].legend(fontsize="small", ncol=2)
+    figure.suptitle(title)
+    _save(figure, path)

@@ -1,0 +1,47 @@
+"""Per-epoch curves logged with DVCLive, one directory per run, readable by `dvc plots` and editors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dvclive import Live
+
+# History column -> DVCLive metric name; the name's folders become the plot files' folders.
+LIVE_METRICS = {
+    "train_loss": "train/loss", "train_error": "train/error",
+    "val_loss": "val/loss", "val_error": "val/error",
+    "lr": "lr", "epoch_time_s": "epoch_time_s", "images_per_s": "images_per_s",
+    "feature_q01": "features/q01", "feature_q20": "features/q20",
+    "feature_q80": "features/q80", "feature_q99": "features/q99",
+}
+
+
+def live_plot_file(live_dir: str | Path, column: str) -> Path:
+    """Where DVCLive writes the TSV of history column `column`."""
+    return Path(live_dir) / "plots" / "metrics" / f"{LIVE_METRICS[column]}.tsv"
+
+
+class LiveHistory:
+    """Mirrors a run's history into a DVCLive directory, step = epoch.
+
+    The directory is rebuilt from the history at start, so a resumed run's curves have neither gaps nor
+    duplicate epochs, whatever the killed process had written.
+    """
+
+    def __init__(self, directory: str | Path, history: list[dict[str, float]]) -> None:
+        # dvcyaml=False / save_dvc_exp=False: the pipeline's dvc.yaml is ours, never DVCLive's.
+        self.live = Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+        self.logged = 0
+        self.extend(history)
+
+    def extend(self, history: list[dict[str, float]]) -> None:
+        """Log every row of `history` not logged yet."""
+        for row in history[self.logged:]:
+            self.live.step = int(row["epoch"])
+            for column, name in LIVE_METRICS.items():
+                self.live.log_metric(name, row[column])
+            self.live.next_step()
+        self.logged = len(history)
+
+    def close(self) -> None:
+        self.live.end()

@@ -1,0 +1,262 @@
+"""The one training loop: SGD with a named schedule, early stopping on validation accuracy, resumable.
+
+Every option changes behaviour through a small named piece (a schedule, the optimizer's parameter
+groups, the gate clipping of Batch-Instance Norm), never through a branch on the run's name.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifarlab.checkpoints import save_model
+from cifarlab.config import RunConfig, TrainConfig
+from cifarlab.data import Split, load_split, split_sha256
+from cifarlab.evaluation import predict
+from cifarlab.io import atomic_path
+from cifarlab.loader import Normalizer, ResidentDataset
+from cifarlab.models import build_model
+from cifarlab.norms import clip_gates_, gate_parameters, no_weight_decay_names
+from cifarlab.tracking import LiveHistory
+
+STEP_MILESTONES = (0.5, 0.75)  # fractions of training at which the step schedule divides lr by 10
+
+
+def step_schedule(progress: float) -> float:
+    """He et al. 2016: lr x0.1 at each milestone."""
+    return 0.1 ** sum(progress >= m for m in STEP_MILESTONES)
+
+
+def cosine_schedule(progress: float) -> float:
+    """Cosine annealing to zero (Loshchilov & Hutter 2017), without restarts."""
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULES: dict[str, Callable[[float], float]] = {"step": step_schedule, "cosine": cosine_schedule}
+
+
+def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Multiplier of the base lr at optimizer step `step`: linear warm-up, then the named schedule."""
+    total = train.epochs * steps_per_epoch
+    warmup = train.warmup_epochs * steps_per_epoch
+    schedule = SCHEDULES[train.schedule]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return schedule(step / total)
+
+    return factor
+
+
+def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum; parameters a module marks `no_weight_decay` (BIN's gates) are not decayed."""
+    exempt = no_weight_decay_names(model)
+    decayed = [p for name, p in model.named_parameters() if name not in exempt]
+    kept = [p for name, p in model.named_parameters() if name in exempt]
+    groups = [{"params": decayed, "weight_decay": train.weight_decay}]
+    if kept:
+        groups.append({"params": kept, "weight_decay": 0.0})
+    return torch.optim.SGD(groups, lr=train.effective_lr, momentum=train.momentum)
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue after the last completed epoch."""
+
+    epoch: int = 0  # completed epochs
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    best_model: dict[str, torch.Tensor] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    status: str = "running"  # running | completed | early_stopped | diverged
+    stopped_reason: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    state: TrainState
+    model: nn.Module
+
+
+def _rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def save_resume_state(path: Path, fingerprint: str, state: TrainState, model: nn.Module,
+                      optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    """Write the full training state atomically, so a kill never leaves a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": fingerprint, "state": state.__dict__, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _rng_states()}, tmp)
+
+
+def load_resume_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The saved state if it belongs to this exact configuration and data, else None."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a checkpoint we cannot read is restarted from, never trusted
+        print(f"{path}: unreadable resume state ({exc.__class__.__name__}); starting the run afresh")
+        return None
+    if saved.get("fingerprint") != fingerprint:
+        print(f"{path}: resume state is from a different configuration or data; starting the run afresh")
+        return None
+    return saved
+
+
+def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path: Path,
+              on_epoch: Callable[[TrainState], None], data_hash: str = "") -> TrainResult:
+    """Train `run` on `split`, resuming from `resume_path` when it holds this run's state.
+
+    `on_epoch` sees the state after every completed epoch (for logs and progress). The returned state
+    holds the best model (by validation accuracy) and why training stopped.
+    """
+    cfg = run.train
+    torch.manual_seed(run.seed)
+    model = build_model(run.model).to(device)
+    train_images = cfg.train_images or len(split.y_train)
+    val_images = cfg.val_images or len(split.y_val)
+    train_data = ResidentDataset(split.x_train[:train_images], split.y_train[:train_images], device)
+    val_data = ResidentDataset(split.x_val[:val_images], split.y_val[:val_images], device)
+    normalize = Normalizer(split.mean, split.std, device)
+    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
+    gates = gate_parameters(model)
+    fingerprint = f"{run.fingerprint()}-{data_hash}"
+
+    state = TrainState()
+    saved = load_resume_state(resume_path, fingerprint)
+    if saved is not None:
+        state = TrainState(**saved["state"])
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _set_rng_states(saved["rng"])
+        if state.status == "running":
+            print(f"{run.name}: resuming after epoch {state.epoch}/{cfg.epochs}")
+
+    while state.status == "running":
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        for images, labels in train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            clip_gates_(gates)
+            # Accumulate on the device; the host reads these once per epoch, never per step.
+            loss_sum += loss.detach() * labels.numel()
+            correct += (logits.detach().argmax(1) == labels).sum()
+        train_loss, train_correct = torch.stack([loss_sum, correct]).tolist()
+        train_seconds = time.perf_counter() - started
+        val = predict(model, val_data, normalize, cfg.eval_batch_size)
+        val_loss, val_error = val.loss_and_error()
+        row = {"epoch": epoch, "train_loss": train_loss / len(train_data),
+               "train_error": 1.0 - train_correct / len(train_data), "val_loss": val_loss,
+               "val_error": val_error, "lr": scheduler.get_last_lr()[0], "epoch_time_s": train_seconds,
+               "images_per_s": len(train_data) / train_seconds,
+               **{f"feature_{k}": v for k, v in val.feature_quantiles().items()}}
+        state.history.append(row)
+        state.epoch = epoch
+        state.train_time_s += time.perf_counter() - started
+        _update_status(state, row, model, cfg)
+        save_resume_state(resume_path, fingerprint, state, model, optimizer, scheduler)
+        on_epoch(state)
+
+    if state.best_model:
+        model.load_state_dict(state.best_model)
+    return TrainResult(state=state, model=model)
+
+
+def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, cfg: TrainConfig) -> None:
+    """Keep the best model, and decide whether training goes on."""
+    if not math.isfinite(row["train_loss"]) or not math.isfinite(row["val_loss"]):
+        state.status = "diverged"
+        state.stopped_reason = f"non-finite loss at epoch {row['epoch']}"
+        return
+    accuracy = 1.0 - row["val_error"]
+    if accuracy > state.best_accuracy:
+        state.best_accuracy, state.best_epoch = accuracy, int(row["epoch"])
+        state.best_model = _snapshot(model)
+    if state.epoch >= cfg.epochs:
+        state.status = "completed"
+    elif state.epoch - state.best_epoch >= cfg.patience:
+        state.status = "early_stopped"
+        state.stopped_reason = f"no better validation accuracy for {cfg.patience} epochs"
+
+
+def describe_device(device: torch.device) -> str:
+    """The hardware a run trained on, for the metrics and the report."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def progress_line(run: str, state: TrainState, epochs: int) -> str:
+    row = state.history[-1]
+    return (f"{run} epoch {state.epoch}/{epochs}: train loss {row['train_loss']:.3f} "
+            f"error {row['train_error']:.1%} | val loss {row['val_loss']:.3f} error {row['val_error']:.1%} | "
+            f"lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f}s"
+            + (f" | {state.status.replace('_', ' ')}" if state.status != "running" else ""))
+
+
+def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, model_path: Path,
+                   live_dir: Path, resume_path: Path) -> TrainState:
+    """The train stage: train (or resume) a run, log its curves, save its best model."""
+    split = load_split(split_dir)
+    data_hash = split_sha256(split)[:16]
+    live: LiveHistory | None = None
+
+    def on_epoch(state: TrainState) -> None:
+        nonlocal live
+        live = live or LiveHistory(live_dir, [])
+        live.extend(state.history)
+        print(progress_line(run.name, state, run.train.epochs), flush=True)
+
+    result = train_run(run, split, device, resume_path=resume_path, on_epoch=on_epoch, data_hash=data_hash)
+    state = result.state
+    live = live or LiveHistory(live_dir, [])
+    live.extend(state.history)  # a run finished before this process started still gets its logs
+    live.close()
+    summary = {"status": state.status, "stopped_reason": state.stopped_reason, "best_epoch": state.best_epoch,
+               "epochs_run": state.epoch, "train_time_s": state.train_time_s,
+               "best_val_accuracy": state.best_accuracy, "device": describe_device(device)}
+    save_model(model_path, result.model, run, summary,
+               {"mean": list(split.mean), "std": list(split.std), "content_sha256": split_sha256(split)})
+    return state

@@ -1,0 +1,21 @@
+"""quantile-plots: one figure per run of its penultimate-feature quantiles, and all runs side by side."""
+
+import argparse
+from pathlib import Path
+
+from cifarlab.cli import read_study, run_stage
+from cifarlab.plots import write_quantile_figures
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--live-root", type=Path, required=True, help="holds one DVCLive directory per run")
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    study = read_study()
+    written = write_quantile_figures(list(study.runs), args.live_root, args.out_dir)
+    print(f"quantile-plots: {len(written)} figures -> {args.out_dir}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

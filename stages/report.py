@@ -1,0 +1,23 @@
+"""report: the study's Markdown report with its figures, built from the metrics and histories."""
+
+import argparse
+from pathlib import Path
+
+from cifarlab.cli import read_study, run_stage
+from cifarlab.report import write_report
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--live-root", type=Path, required=True)
+    parser.add_argument("--quantiles", type=Path, required=True)
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    path = write_report(read_study(), metrics_dir=args.metrics, live_root=args.live_root,
+                        quantile_dir=args.quantiles, out_dir=args.out_dir)
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

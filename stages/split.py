@@ -1,0 +1,22 @@
+"""split: read the archive and write the seeded train/validation split and the untouched test set."""
+
+import argparse
+from pathlib import Path
+
+from cifarlab.cli import read_study, run_stage
+from cifarlab.data import read_archive, make_split, save_split
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("archive", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    study = read_study()
+    split = make_split(read_archive(args.archive), study.data.val_fraction, study.seed)
+    meta = save_split(split, args.out_dir, seed=study.seed, val_fraction=study.data.val_fraction)
+    print(f"split: {meta['sizes']} -> {args.out_dir} (sha256 {meta['content_sha256'][:12]})")
+
+
+if __name__ == "__main__":
+    run_stage(main)

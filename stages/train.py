@@ -1,0 +1,25 @@
+"""train@<run>: train one run of `runs:` (resuming if its checkpoint is there) and save its best model."""
+
+import argparse
+from pathlib import Path
+
+from cifarlab.cli import read_study, resolve_device, run_stage
+from cifarlab.training import train_and_save
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run", help="a key of runs: in params.yaml")
+    parser.add_argument("--split", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True, help="the best model, written at the end")
+    parser.add_argument("--live", type=Path, required=True, help="the run's DVCLive directory")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="resume state, kept across runs")
+    args = parser.parse_args(argv)
+    study = read_study()
+    run = study.run(args.run)
+    train_and_save(run, args.split, resolve_device(study.device), model_path=args.model, live_dir=args.live,
+                   resume_path=args.checkpoint)
+
+
+if __name__ == "__main__":
+    run_stage(main)
