@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from archives import make_cifar_archive
 
 
@@ -12,3 +13,12 @@ from archives import make_cifar_archive
 def tiny_archive(tmp_path: Path) -> Path:
     """A generated archive in the official layout: 5 x 12 train images, 15 test images."""
     return make_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread: on tiny tensors a thread pool only adds contention on a small machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,15 +23,17 @@ NORM_NAMES = ("torch_bn", "bn", "in", "bin", "ln", "gn", "nn")
 RESNET_WIDTHS = (16, 32, 64)
 
 
-def _spec(*, min: float | None = None, max: float | None = None, choices: tuple = ()) -> dict:
-    return {"min": min, "max": max, "choices": choices}
+def _spec(*, min: float | None = None, max: float | None = None, above: float | None = None,
+          below: float | None = None, choices: tuple = ()) -> dict:
+    """Field constraints: inclusive `min`/`max`, exclusive `above`/`below`, allowed `choices`."""
+    return {"min": min, "max": max, "above": above, "below": below, "choices": choices}
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: str
     md5: str | None
-    val_fraction: float = field(metadata=_spec(min=0.0, max=1.0))
+    val_fraction: float = field(metadata=_spec(above=0.0, below=1.0))
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = field(metadata=_spec(min=1))
     batch_size: int = field(metadata=_spec(min=1))
-    lr: float = field(metadata=_spec(min=0.0))
+    lr: float = field(metadata=_spec(above=0.0))
     lr_scaling: str = field(metadata=_spec(choices=("linear", "none")))
     lr_reference_batch: int = field(metadata=_spec(min=1))
     momentum: float = field(metadata=_spec(min=0.0, max=1.0))
@@ -119,6 +121,10 @@ def _check_value(value: Any, annotation: Any, meta: Mapping, key: str) -> Any:
         raise CifarlabError(f"{key}: expected a value >= {low}, got {checked!r}")
     if high is not None and checked > high:
         raise CifarlabError(f"{key}: expected a value <= {high}, got {checked!r}")
+    if meta.get("above") is not None and checked <= meta["above"]:
+        raise CifarlabError(f"{key}: expected a value > {meta['above']}, got {checked!r}")
+    if meta.get("below") is not None and checked >= meta["below"]:
+        raise CifarlabError(f"{key}: expected a value < {meta['below']}, got {checked!r}")
     return checked
 
 
@@ -136,12 +142,13 @@ def check_fields(cls: type, values: Any, key: str) -> dict[str, Any]:
             for name, value in values.items()}
 
 
-def build_section(cls: type, values: Any, key: str) -> Any:
+def build_section(cls: type, values: Any, key: str, context: str = "") -> Any:
     """Build dataclass `cls` from a mapping that must give every field."""
     checked = check_fields(cls, values, key)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in checked]
     if missing:
-        raise CifarlabError(f"{key}.{missing[0]}: missing; {key} needs: {', '.join(f.name for f in dataclasses.fields(cls))}")
+        raise CifarlabError(f"{key}.{missing[0]}: missing{context}; {key} needs: "
+                            f"{', '.join(f.name for f in dataclasses.fields(cls))}")
     return cls(**checked)
 
 
@@ -208,8 +215,8 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     for model_key, train_key, model_layer, train_layer in layers:
         model_values.update(check_fields(ModelConfig, model_layer, model_key))
         train_values.update(check_fields(TrainConfig, train_layer, train_key))
-    model = build_section(ModelConfig, model_values, key)
-    train = build_section(TrainConfig, train_values, key)
+    model = build_section(ModelConfig, model_values, "model", f" (needed by run {name})")
+    train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
     if model.norm == "gn":
         bad = [w for w in RESNET_WIDTHS if w % model.groups]
         if bad:

@@ -1,0 +1,104 @@
+"""params.yaml is validated once, with the key named in every error, and runs resolve as documented."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifarlab.config import load_study
+from cifarlab.errors import CifarlabError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def error_of(params: dict) -> str:
+    with pytest.raises(CifarlabError) as caught:
+        load_study(params)
+    message = str(caught.value)
+    assert "\n" not in message, "a user error is one line"
+    return message
+
+
+def test_default_params_are_the_full_study_of_nine_runs(params):
+    study = load_study(params)
+    assert study.profile == "full"
+    assert list(study.runs) == ["torch_bn-128", "bn-128", "in-128", "bin-128", "ln-128", "gn-128", "nn-128",
+                                "bn-8", "gn-8"]
+    assert {r.model.norm for r in study.runs.values()} == {"torch_bn", "bn", "in", "bin", "ln", "gn", "nn"}
+    full = study.runs["bn-128"]
+    assert (full.train.epochs, full.train.batch_size, full.train.train_images) == (100, 128, 0)
+
+
+def test_batch_size_8_scales_the_learning_rate_linearly(params):
+    study = load_study(params)
+    assert study.runs["bn-128"].train.effective_lr == pytest.approx(0.1)
+    assert study.runs["bn-8"].train.effective_lr == pytest.approx(0.1 * 8 / 128)
+
+
+def test_a_run_can_keep_the_learning_rate_as_given(params):
+    params["runs"]["bn-8"]["lr_scaling"] = "none"
+    assert load_study(params).runs["bn-8"].train.effective_lr == pytest.approx(0.1)
+
+
+def test_quick_profile_overrides_every_run_last(params):
+    params["profile"] = "quick"
+    params["runs"]["bn-128"]["epochs"] = 50  # the profile wins so that quick stays quick
+    study = load_study(params)
+    quick = params["profiles"]["quick"]
+    for run in study.runs.values():
+        assert run.train.epochs == quick["train"]["epochs"]
+        assert run.model.n == quick["model"]["n"]
+    assert study.runs["bn-8"].train.batch_size == 8
+
+
+def test_fingerprint_changes_with_any_run_setting(params):
+    before = load_study(params).runs["gn-8"].fingerprint()
+    params["runs"]["gn-8"]["groups"] = 4
+    after = load_study(params).runs["gn-8"].fingerprint()
+    assert before != after
+    assert load_study(params).runs["gn-8"].fingerprint() == after
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda p: p["runs"]["bn-128"].update(batchsize=64), "runs.bn-128.batchsize: unknown key"),
+    (lambda p: p["runs"]["bn-128"].update(norm="batchnorm"), "runs.bn-128.norm: expected one of torch_bn"),
+    (lambda p: p["runs"]["gn-8"].update(groups=5), "runs.gn-8.groups: GroupNorm groups=5 must divide"),
+    (lambda p: p["model"].update(groups=3), "model.groups: GroupNorm groups=3 must divide"),
+    (lambda p: p["model"].update(n=0), "model.n: expected a value >= 1"),
+    (lambda p: p["runs"]["bn-8"].update(batch_size=0), "runs.bn-8.batch_size: expected a value >= 1"),
+    (lambda p: p["train"].update(epochs=0), "train.epochs: expected a value >= 1"),
+    (lambda p: p["train"].update(epochs=-3), "train.epochs: expected a value >= 1"),
+    (lambda p: p["train"].update(lr=0), "train.lr: expected a value > 0"),
+    (lambda p: p["train"].update(lr=-0.1), "train.lr: expected a value > 0"),
+    (lambda p: p["train"].update(epochs="ten"), "train.epochs: expected int, got 'ten'"),
+    (lambda p: p["train"].update(epochs=10.5), "train.epochs: expected int, got 10.5"),
+    (lambda p: p["train"].update(epochs=True), "train.epochs: expected int, got True"),
+    (lambda p: p["train"].pop("momentum"), "train.momentum: missing"),
+    (lambda p: p["runs"]["in-128"].pop("norm"), "runs.in-128.norm: missing"),
+    (lambda p: p["runs"].update({"x": "bn"}), "runs.x: expected a mapping"),
+    (lambda p: p.update(runs={}), "runs: expected at least one run"),
+    (lambda p: p.update(profile="fast"), "profile: expected one of full, quick, got 'fast'"),
+    (lambda p: p["profiles"]["quick"]["train"].update(epoch=3), "profiles.quick.train.epoch: unknown key"),
+    (lambda p: p.update(sed=1), "sed: unknown top-level key"),
+    (lambda p: p.pop("seed"), "params.yaml: missing top-level key 'seed'"),
+    (lambda p: p["data"].update(val_fraction=1.0), "data.val_fraction: expected a value < 1.0"),
+    (lambda p: p["model"].update(shortcut="C"), "model.shortcut: expected one of A, B, got 'C'"),
+])
+def test_bad_params_name_the_key_and_what_was_expected(params, edit, expected):
+    bad = copy.deepcopy(params)
+    edit(bad)
+    assert expected in error_of(bad)
+
+
+def test_profile_overrides_are_validated_under_their_own_key(params):
+    params["profile"] = "quick"
+    params["profiles"]["quick"]["train"]["batch_size"] = 0
+    assert "profiles.quick.train.batch_size: expected a value >= 1" in error_of(params)

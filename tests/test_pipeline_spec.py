@@ -1,0 +1,85 @@
+"""dvc.yaml says what each stage reads, and lists every run of params.yaml where DVC cannot loop."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "cifarlab"
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+RUNS = list(PARAMS["runs"])
+
+
+def cifarlab_imports(path: Path) -> set[str]:
+    """Module names under cifarlab that `path` imports, directly (any scope)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cifarlab"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("cifarlab"))
+    return found
+
+
+def library_closure(script: Path) -> set[str]:
+    """Repository paths of every cifarlab module `script` imports, transitively."""
+    seen: set[str] = set()
+    todo = list(cifarlab_imports(script))
+    while todo:
+        module = todo.pop()
+        if module in seen or module == "cifarlab":
+            continue
+        seen.add(module)
+        todo.extend(cifarlab_imports(PACKAGE / f"{module.split('.', 1)[1]}.py"))
+    return {f"src/cifarlab/{m.split('.', 1)[1]}.py" for m in seen}
+
+
+def stage_definitions() -> dict[str, dict]:
+    return {name: spec.get("do", spec) for name, spec in DVC_YAML["stages"].items()}
+
+
+@pytest.mark.parametrize("stage", list(stage_definitions()))
+def test_stage_deps_list_exactly_the_library_modules_its_script_imports(stage):
+    spec = stage_definitions()[stage]
+    script = re.search(r"stages/\S+\.py", spec["cmd"]).group(0)
+    declared = {d for d in spec["deps"] if isinstance(d, str) and d.startswith("src/")}
+    assert script in spec["deps"]
+    assert declared == library_closure(ROOT / script)
+
+
+def test_every_stage_script_exists_and_every_stage_has_a_script():
+    scripts = {re.search(r"stages/\S+\.py", s["cmd"]).group(0) for s in stage_definitions().values()}
+    assert scripts == {str(p.relative_to(ROOT)) for p in (ROOT / "stages").glob("*.py")}
+
+
+def test_pipeline_has_the_stages_of_the_study_in_order():
+    assert list(DVC_YAML["stages"]) == ["fetch", "split", "train", "evaluate", "quantile-plots", "report"]
+    assert DVC_YAML["stages"]["train"]["foreach"] == "${runs}"
+    assert DVC_YAML["stages"]["evaluate"]["foreach"] == "${runs}"
+
+
+def test_train_declares_its_own_run_entry_and_the_sections_it_merges():
+    params = DVC_YAML["stages"]["train"]["do"]["params"]
+    assert "runs.${key}" in params
+    assert {"seed", "device", "profile", "profiles", "model", "train"} <= set(params)
+    assert "runs" not in params, "declaring all runs would retrain every run when one entry changes"
+
+
+def test_top_level_metrics_list_every_run_and_nothing_stale():
+    assert sorted(DVC_YAML["metrics"]) == sorted(f"metrics/{run}.json" for run in RUNS)
+
+
+@pytest.mark.parametrize(("plot", "pattern"), [
+    ("train-error", "metrics/live/{run}/plots/metrics/train/error.tsv"),
+    ("val-error", "metrics/live/{run}/plots/metrics/val/error.tsv"),
+    ("test-confusion", "plots/predictions/{run}.csv"),
+])
+def test_top_level_plots_list_every_run_and_nothing_stale(plot, pattern):
+    plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
+    assert sorted(plots[plot]["y"]) == sorted(pattern.format(run=run) for run in RUNS)
