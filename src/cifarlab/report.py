@@ -16,20 +16,23 @@ from cifarlab.config import RunConfig, Study
 from cifarlab.errors import CifarlabError
 from cifarlab.io import write_text
 from cifarlab.plots import plot_error_curves, read_history
+from cifarlab.tracking import read_live_summary
 
 SPLITS = ("train", "val", "test")
 SCORES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1"}
 SANITY_PAIR = ("torch_bn", "bn")
 
 
-def load_metrics(metrics_dir: Path, runs: list[str]) -> dict[str, dict[str, Any]]:
-    """Every run's metrics file; a missing one is an error that names it."""
+def load_metrics(metrics_dir: Path, live_root: Path, runs: list[str]) -> dict[str, dict[str, Any]]:
+    """Every run's metrics file, with its training time and device from its DVCLive summary."""
     metrics = {}
     for run in runs:
         path = metrics_dir / f"{run}.json"
         if not path.exists():
             raise CifarlabError(f"{path}: missing; run the evaluate stage for {run} first")
-        metrics[run] = json.loads(path.read_text())
+        live = read_live_summary(live_root / run)
+        metrics[run] = {**json.loads(path.read_text()), "train_time_s": live["train_time_s"],
+                        "device": live["device"]}
     return metrics
 
 
@@ -142,7 +145,7 @@ def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_d
                  out_dir: Path) -> Path:
     """The report stage: `report.md` with its figures beside it in `out_dir`."""
     runs = list(study.runs)
-    metrics = load_metrics(metrics_dir, runs)
+    metrics = load_metrics(metrics_dir, live_root, runs)
     histories = {run: read_history(live_root / run) for run in runs}
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_error_curves(histories, out_dir / "error_curves.png", "All runs")

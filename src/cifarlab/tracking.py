@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dvclive import Live
+
+from cifarlab.errors import CifarlabError
 
 # History column -> DVCLive metric name; the name's folders become the plot files' folders.
 LIVE_METRICS = {
@@ -43,5 +46,15 @@ class LiveHistory:
             self.live.next_step()
         self.logged = len(history)
 
-    def close(self) -> None:
+    def close(self, summary: dict[str, float | str]) -> None:
+        """Finish the log, adding run-level facts that vary between identical runs (time, hardware)."""
+        self.live.summary.update(summary)
         self.live.end()
+
+
+def read_live_summary(live_dir: str | Path) -> dict:
+    """The run-level facts `LiveHistory.close` recorded."""
+    path = Path(live_dir) / "metrics.json"
+    if not path.exists():
+        raise CifarlabError(f"{path}: missing; run the train stage for {Path(live_dir).name} first")
+    return json.loads(path.read_text())

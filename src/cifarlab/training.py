@@ -253,10 +253,10 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
     state = result.state
     live = live or LiveHistory(live_dir, [])
     live.extend(state.history)  # a run finished before this process started still gets its logs
-    live.close()
+    live.close({"train_time_s": state.train_time_s, "device": describe_device(device)})
+    # Only what identical runs share goes with the model, so equal runs give equal metrics files.
     summary = {"status": state.status, "stopped_reason": state.stopped_reason, "best_epoch": state.best_epoch,
-               "epochs_run": state.epoch, "train_time_s": state.train_time_s,
-               "best_val_accuracy": state.best_accuracy, "device": describe_device(device)}
+               "epochs_run": state.epoch, "best_val_accuracy": state.best_accuracy}
     save_model(model_path, result.model, run, summary,
                {"mean": list(split.mean), "std": list(split.std), "content_sha256": split_sha256(split)})
     return state

@@ -1,0 +1,340 @@
+"""The from-scratch norms against torch's built-ins, the BIN gate helpers, and the norm registry.
+
+Comparisons run in float64: the norms sum hundreds of values per statistic, and float32 rounding
+in those sums (taken in a different order by torch) puts gradient differences near 1e-5, which
+would make a 1e-5 tolerance flaky. In float64 the two agree to ~1e-12, so 1e-5 still catches any
+real mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from cifarlab.errors import CifarlabError
+from cifarlab.norms import (
+    NORM_LAYERS,
+    BatchInstanceNorm2d,
+    BatchNorm2d,
+    GroupNorm2d,
+    InstanceNorm2d,
+    LayerNorm2d,
+    clip_gates_,
+    gate_parameters,
+    get_norm_layer,
+    no_weight_decay_names,
+)
+
+N, C, H, W = 6, 8, 6, 6
+GROUPS = 4
+TOL = {"atol": 1e-5, "rtol": 1e-5}
+
+# name -> (ours, torch twin), each a constructor taking num_channels.
+TWINS: dict[str, tuple[Callable[[int], nn.Module], Callable[[int], nn.Module]]] = {
+    "bn": (BatchNorm2d, nn.BatchNorm2d),
+    "in": (InstanceNorm2d, lambda c: nn.InstanceNorm2d(c, affine=True)),
+    "ln": (LayerNorm2d, lambda c: nn.GroupNorm(1, c)),
+    "gn": (lambda c: GroupNorm2d(c, groups=GROUPS), lambda c: nn.GroupNorm(GROUPS, c)),
+}
+MEMORY_FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def _input(seed: int, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """A float64 batch whose channels have different means and spreads, so statistics matter."""
+    g = torch.Generator().manual_seed(seed)
+    offset = torch.randn(1, C, 1, 1, generator=g, dtype=torch.float64) * 2
+    spread = torch.rand(1, C, 1, 1, generator=g, dtype=torch.float64) * 3 + 0.5
+    x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64) * spread + offset
+    return x.contiguous(memory_format=memory_format)
+
+
+def _twin_modules(name: str) -> tuple[nn.Module, nn.Module]:
+    """Ours and torch's twin in float64, sharing one random, non-trivial weight and bias."""
+    make_ours, make_ref = TWINS[name]
+    ours, ref = make_ours(C).double(), make_ref(C).double()
+    g = torch.Generator().manual_seed(1)
+    weight = 1 + 0.5 * torch.randn(C, generator=g, dtype=torch.float64)
+    bias = torch.randn(C, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        for m in (ours, ref):
+            m.weight.copy_(weight)
+            m.bias.copy_(bias)
+    return ours, ref
+
+
+def _forward_backward(
+    module: nn.Module, x: torch.Tensor, grad: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Output and the gradients of x and of every parameter for upstream gradient `grad`."""
+    module.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_()
+    y = module(x)
+    y.backward(grad)
+    results = {"out": y.detach(), "x.grad": x.grad}
+    results.update({f"{n}.grad": p.grad for n, p in module.named_parameters()})
+    return results
+
+
+def _assert_same(ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> None:
+    for key, expected in ref.items():
+        torch.testing.assert_close(ours[key], expected, **TOL, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())
+@pytest.mark.parametrize("name", TWINS)
+def test_forward_and_all_gradients_match_torch_twin_in_train_mode(name, memory_format):
+    ours, ref = _twin_modules(name)
+    for step in range(3):
+        x = _input(seed=10 + step, memory_format=memory_format)
+        grad = _input(seed=100 + step, memory_format=memory_format)  # a random upstream gradient
+        _assert_same(_forward_backward(ours, x, grad), _forward_backward(ref, x, grad))
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())
+@pytest.mark.parametrize("name", TWINS)
+def test_forward_and_all_gradients_match_torch_twin_in_eval_mode(name, memory_format):
+    ours, ref = _twin_modules(name)
+    # Train steps first, so that BN's running statistics differ from their initial 0 and 1.
+    with torch.no_grad():
+        for step in range(3):
+            x = _input(seed=20 + step, memory_format=memory_format)
+            ours(x)
+            ref(x)
+    ours.eval()
+    ref.eval()
+    x = _input(seed=30, memory_format=memory_format)
+    grad = _input(seed=31, memory_format=memory_format)
+    _assert_same(_forward_backward(ours, x, grad), _forward_backward(ref, x, grad))
+    # Eval must neither use nor update batch statistics.
+    for buffer_name, expected in ref.named_buffers():
+        torch.testing.assert_close(ours.get_buffer(buffer_name), expected, **TOL)
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())
+def test_batchnorm_running_stats_match_torch_unbiased_update_after_several_steps(memory_format):
+    ours, ref = _twin_modules("bn")
+    for step in range(5):
+        x = _input(seed=40 + step, memory_format=memory_format)
+        ours(x)
+        ref(x)
+    # torch folds the unbiased batch variance into running_var; with n = N*H*W = 216 a biased one
+    # would be off by a factor 215/216 in each step's share, far beyond the tolerance.
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, **TOL)
+    torch.testing.assert_close(ours.running_var, ref.running_var, **TOL)
+    assert ours.num_batches_tracked.dtype == torch.long
+    assert ours.num_batches_tracked.item() == ref.num_batches_tracked.item() == 5
+
+
+def test_batchnorm_state_dict_loads_into_torch_batchnorm_and_back():
+    ours, ref = BatchNorm2d(C), nn.BatchNorm2d(C)
+    ours(_input(seed=50).float())
+    ref.load_state_dict(ours.state_dict())  # strict: the same keys
+    BatchNorm2d(C).load_state_dict(ref.state_dict())
+    torch.testing.assert_close(ref.running_var, ours.running_var)
+
+
+def test_batchnorm_rejects_one_value_per_channel_in_training_like_torch():
+    with pytest.raises(ValueError):
+        nn.BatchNorm2d(C)(torch.randn(1, C, 1, 1))
+    with pytest.raises(ValueError):
+        BatchNorm2d(C)(torch.randn(1, C, 1, 1))
+
+
+@pytest.mark.parametrize("name", TWINS)
+def test_norm_output_keeps_channels_last_layout(name):
+    ours, _ = _twin_modules(name)
+    y = ours(_input(seed=60, memory_format=torch.channels_last))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+# --- Batch-instance normalization ---------------------------------------------------------------
+
+
+def _bin_with_affine_of(ref: nn.Module, rho: float) -> BatchInstanceNorm2d:
+    """A float64 BIN with `ref`'s weight and bias and every gate entry set to `rho`."""
+    bin_ = BatchInstanceNorm2d(C).double()
+    with torch.no_grad():
+        bin_.weight.copy_(ref.weight)
+        bin_.bias.copy_(ref.bias)
+        bin_.rho.fill_(rho)
+    return bin_
+
+
+def test_bin_gate_rho_starts_at_one():
+    bin_ = BatchInstanceNorm2d(C)
+    assert isinstance(bin_.rho, nn.Parameter)
+    assert bin_.rho.shape == (C,)
+    assert torch.equal(bin_.rho.detach(), torch.ones(C))
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())
+def test_bin_with_rho_one_equals_torch_batchnorm_in_train_and_eval(memory_format):
+    _, ref = _twin_modules("bn")
+    bin_ = _bin_with_affine_of(ref, 1.0)
+    for step in range(4):
+        x = _input(seed=70 + step, memory_format=memory_format)
+        grad = _input(seed=170 + step, memory_format=memory_format)
+        _assert_same(_forward_backward(bin_, x, grad), _forward_backward(ref, x, grad))
+    torch.testing.assert_close(bin_.running_mean, ref.running_mean, **TOL)
+    torch.testing.assert_close(bin_.running_var, ref.running_var, **TOL)
+    assert bin_.num_batches_tracked.item() == ref.num_batches_tracked.item()
+    bin_.eval()
+    ref.eval()
+    x = _input(seed=80, memory_format=memory_format)
+    grad = _input(seed=81, memory_format=memory_format)
+    _assert_same(_forward_backward(bin_, x, grad), _forward_backward(ref, x, grad))
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())
+def test_bin_with_rho_zero_equals_torch_instancenorm_in_train_and_eval(memory_format):
+    _, ref = _twin_modules("in")
+    bin_ = _bin_with_affine_of(ref, 0.0)
+    for mode in ("train", "eval"):
+        bin_.train(mode == "train")
+        x = _input(seed=90, memory_format=memory_format)
+        grad = _input(seed=91, memory_format=memory_format)
+        _assert_same(_forward_backward(bin_, x, grad), _forward_backward(ref, x, grad))
+
+
+def _gated_reference(
+    bn: nn.BatchNorm2d, in_: nn.InstanceNorm2d, weight, bias, rho, x: torch.Tensor
+) -> torch.Tensor:
+    """Nam & Kim's BIN from torch's affine-free BN and IN: w * (rho x_bn + (1-rho) x_in) + b."""
+    view = (1, -1, 1, 1)
+    mixed = rho.view(view) * bn(x) + (1 - rho.view(view)) * in_(x)
+    return weight.view(view) * mixed + bias.view(view)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_bin_with_mixed_rho_equals_gated_sum_of_torch_bn_and_in(mode):
+    g = torch.Generator().manual_seed(2)
+    weight = (1 + 0.5 * torch.randn(C, generator=g, dtype=torch.float64)).requires_grad_()
+    bias = torch.randn(C, generator=g, dtype=torch.float64).requires_grad_()
+    rho = torch.rand(C, generator=g, dtype=torch.float64).requires_grad_()
+    bn = nn.BatchNorm2d(C, affine=False).double()
+    in_ = nn.InstanceNorm2d(C, affine=False).double()
+    bin_ = BatchInstanceNorm2d(C).double()
+    with torch.no_grad():
+        bin_.weight.copy_(weight)
+        bin_.bias.copy_(bias)
+        bin_.rho.copy_(rho)
+        for step in range(3):  # non-trivial running statistics for eval
+            x = _input(seed=110 + step)
+            bin_(x)
+            bn(x)
+    for module in (bin_, bn, in_):
+        module.train(mode == "train")
+
+    x = _input(seed=120)
+    grad = _input(seed=121)
+    ours = _forward_backward(bin_, x, grad)
+    x_ref = x.clone().requires_grad_()
+    y_ref = _gated_reference(bn, in_, weight, bias, rho, x_ref)
+    y_ref.backward(grad)
+    ref = {
+        "out": y_ref.detach(),
+        "x.grad": x_ref.grad,
+        "weight.grad": weight.grad,
+        "bias.grad": bias.grad,
+        "rho.grad": rho.grad,
+    }
+    _assert_same(ours, ref)
+    torch.testing.assert_close(bin_.running_mean, bn.running_mean, **TOL)
+    torch.testing.assert_close(bin_.running_var, bn.running_var, **TOL)
+
+
+def _model_with_two_bins() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, C, 3, padding=1),
+        BatchInstanceNorm2d(C),
+        nn.ReLU(),
+        nn.Sequential(nn.Conv2d(C, C, 3, padding=1), BatchNorm2d(C), BatchInstanceNorm2d(C)),
+    )
+
+
+def test_gate_parameters_returns_every_bin_rho_and_nothing_else():
+    model = _model_with_two_bins()
+    gates = gate_parameters(model)
+    assert len(gates) == 2
+    assert gates[0] is model[1].rho
+    assert gates[1] is model[3][2].rho
+
+
+def test_clip_gates_after_sgd_step_brings_rho_into_unit_interval_and_keeps_in_range_entries():
+    model = _model_with_two_bins()
+    gates = gate_parameters(model)
+    with torch.no_grad():
+        for gate in gates:
+            gate.copy_(torch.linspace(0.1, 0.9, C))
+    opt = torch.optim.SGD(gates, lr=1.0)
+    # Upstream gradients of +-0.5 and 0: some gates leave [0, 1], some move inside it, some stay.
+    pattern = torch.tensor([0.5, -0.5, 0.0, 0.2, -0.2, 0.5, -0.5, 0.0])
+    for gate in gates:
+        gate.grad = pattern.clone()
+    opt.step()
+    stepped = [gate.detach().clone() for gate in gates]
+    assert any(((s < 0) | (s > 1)).any() for s in stepped), "the step should leave [0, 1]"
+
+    clip_gates_(gates)
+
+    for gate, before in zip(gates, stepped):
+        after = gate.detach()
+        assert ((after >= 0) & (after <= 1)).all()
+        inside = (before >= 0) & (before <= 1)
+        assert torch.equal(after[inside], before[inside])
+        assert torch.equal(after[~inside], before[~inside].clamp(0, 1))
+    other = model[1].weight.detach()
+    assert torch.equal(other, torch.ones(C)), "clipping must touch the gates only"
+
+
+def test_clip_gates_accepts_a_model_without_gates():
+    clip_gates_(gate_parameters(nn.Sequential(BatchNorm2d(C))))
+
+
+def test_no_weight_decay_names_returns_exactly_the_bin_gate_names():
+    model = _model_with_two_bins()
+    names = no_weight_decay_names(model)
+    assert names == {"1.rho", "3.2.rho"}
+    assert names <= dict(model.named_parameters()).keys()
+
+
+# --- Registry -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NORM_LAYERS)
+def test_every_registered_norm_builds_from_its_name_and_keeps_shape(name):
+    norm = get_norm_layer(name, groups=2)(8)
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    y = norm(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+    y.square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_get_norm_layer_binds_groups_for_groupnorm():
+    norm = get_norm_layer("gn", groups=4)(16)
+    assert isinstance(norm, GroupNorm2d)
+    assert norm.groups == 4
+
+
+def test_unknown_norm_name_raises_with_the_known_names():
+    with pytest.raises(CifarlabError) as err:
+        get_norm_layer("xyz")
+    message = str(err.value)
+    assert "'xyz'" in message
+    assert "torch_bn, bn, in, bin, ln, gn, nn" in message
+
+
+def test_groupnorm_by_name_without_groups_raises():
+    with pytest.raises(CifarlabError, match="groups"):
+        get_norm_layer("gn")
+
+
+@pytest.mark.parametrize("groups", [5, 0])
+def test_groupnorm_with_groups_not_dividing_channels_raises(groups):
+    with pytest.raises(CifarlabError, match=f"groups={groups} does not divide num_channels=16"):
+        GroupNorm2d(16, groups=groups)
