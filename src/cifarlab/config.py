@@ -177,9 +177,9 @@ def load_study(params: Mapping) -> Study:
     profile_name = _require(params, "profile", str)
     if profile_name not in profiles:
         raise CifarlabError(f"profile: expected one of {', '.join(profiles)}, got {profile_name!r}")
+    for name, overrides in profiles.items():  # all of them: a typo in an inactive profile is still a typo
+        _check_profile(name, overrides)
     profile = profiles[profile_name] or {}
-    if not isinstance(profile, Mapping) or set(profile) - {"model", "train"}:
-        raise CifarlabError(f"profiles.{profile_name}: expected a mapping with 'model' and/or 'train' overrides")
     data = build_section(DataConfig, _require(params, "data", Mapping), "data")
     model_defaults = _require(params, "model", Mapping)
     train_defaults = _require(params, "train", Mapping)
@@ -189,6 +189,15 @@ def load_study(params: Mapping) -> Study:
     runs = {name: _resolve_run(str(name), entry, seed, model_defaults, train_defaults, profile, profile_name)
             for name, entry in runs_params.items()}
     return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs)
+
+
+def _check_profile(name: str, overrides: Any) -> None:
+    if overrides is None:
+        return
+    if not isinstance(overrides, Mapping) or set(overrides) - {"model", "train"}:
+        raise CifarlabError(f"profiles.{name}: expected a mapping with 'model' and/or 'train' overrides")
+    check_fields(ModelConfig, overrides.get("model") or {}, f"profiles.{name}.model")
+    check_fields(TrainConfig, overrides.get("train") or {}, f"profiles.{name}.train")
 
 
 def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, train_defaults: Mapping,

@@ -1,0 +1,132 @@
+"""The whole DAG under `dvc repro`, in a temporary copy of the repo, on a tiny generated archive."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archives import make_cifar_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1",
+           "PYTHONPATH": str(cwd / "src"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def tiny_params(archive: Path) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = "quick"
+    params["data"]["source"] = str(archive)
+    params["profiles"]["quick"] = {"model": {"n": 1},
+                                   "train": {"epochs": 2, "train_images": 0, "val_images": 0, "patience": 2,
+                                             "eval_batch_size": 64}}
+    return params
+
+
+@pytest.fixture(scope="module")
+def study_repo(tmp_path_factory) -> Path:
+    """A copy of the project with the study reproduced once on a generated archive (module-scoped: slow)."""
+    repo = tmp_path_factory.mktemp("study")
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    archive = make_cifar_archive(tmp_path_factory.mktemp("archive") / "cifar.tar.gz", per_batch=12, test_size=20)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(archive), sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "study"], repo)
+    result = run(["dvc", "repro"], repo)
+    (repo / "repro.log").write_text(result.stdout + result.stderr)
+    return repo
+
+
+def test_repro_writes_every_runs_metrics_and_the_report(study_repo):
+    runs = list(yaml.safe_load((study_repo / "params.yaml").read_text())["runs"])
+    for name in runs:
+        metrics = json.loads((study_repo / "metrics" / f"{name}.json").read_text())
+        for split in ("train", "val", "test"):
+            assert set(metrics[split]) == {"accuracy", "micro_f1", "macro_f1"}
+            assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+        assert metrics["epochs_run"] == 2
+        assert (study_repo / "plots" / "quantiles" / f"{name}.png").stat().st_size > 0
+    report = (study_repo / "report" / "report.md").read_text()
+    for heading in ("## Metrics", "## Error curves", "## Sanity check", "## Batch size",
+                    "## Penultimate-feature quantiles", "## Parameters of the study"):
+        assert heading in report
+    for image in ("error_curves.png", "batch_size_bn.png", "batch_size_gn.png", "quantiles_all_runs.png"):
+        assert f"]({image})" in report and (study_repo / "report" / image).exists()
+
+
+def test_report_numbers_come_from_the_metrics_files(study_repo):
+    report = (study_repo / "report" / "report.md").read_text()
+    metrics = json.loads((study_repo / "metrics" / "gn-8.json").read_text())
+    assert f"{100 * metrics['test']['accuracy']:.2f}" in report
+    assert f"{100 * metrics['val']['macro_f1']:.2f}" in report
+
+
+def test_dvc_metrics_show_lists_every_run(study_repo):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], study_repo).stdout)
+    files = next(iter(shown.values()))["data"]
+    for name in yaml.safe_load((study_repo / "params.yaml").read_text())["runs"]:
+        assert files[f"metrics/{name}.json"]["data"]["test"]["macro_f1"] >= 0
+
+
+def test_dvc_plots_render_error_curves_and_confusion(study_repo):
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], study_repo).stdout)["data"]
+    assert {"train-error", "val-error", "test-confusion"} <= set(plots)
+    runs = set(yaml.safe_load((study_repo / "params.yaml").read_text())["runs"])
+    for name in ("train-error", "val-error"):
+        points = plots[name][0]["content"]["data"]["values"]
+        assert {p["filename"].split("/")[0] for p in points} == runs
+        assert {p["step"] for p in points} == {"1", "2"}
+    html = study_repo / "html"
+    run(["dvc", "plots", "diff", "HEAD", "-o", str(html)], study_repo)
+    assert (html / "index.html").exists()
+
+
+def test_a_second_repro_has_nothing_to_do(study_repo):
+    assert json.loads(run(["dvc", "status", "--json"], study_repo).stdout) == {}
+    assert "Running stage" not in run(["dvc", "repro"], study_repo).stdout
+
+
+def test_every_file_a_stage_wrote_is_a_declared_output(study_repo):
+    lock = yaml.safe_load((study_repo / "dvc.lock").read_text())
+    declared = [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
+    produced = [p.relative_to(study_repo).as_posix() for top in ("data", "models", "metrics", "plots", "report")
+                for p in (study_repo / top).rglob("*") if p.is_file() and p.name != ".gitignore"]
+    assert produced
+    undeclared = [p for p in produced if not any(p == d or p.startswith(d + "/") for d in declared)]
+    assert undeclared == []
+
+
+def test_editing_one_run_reruns_only_that_run_and_what_depends_on_it(study_repo):
+    params_path = study_repo / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["runs"]["gn-8"]["lr"] = 0.05
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        changed = set(json.loads(run(["dvc", "status", "--json"], study_repo).stdout))
+    finally:
+        params_path.write_text(original)
+    assert "train@gn-8" in changed
+    assert not {s for s in changed if s.startswith("train@") and s != "train@gn-8"}
+    assert "fetch" not in changed and "split" not in changed
