@@ -46,7 +46,7 @@ def _draw_quantiles(axes, history: pd.DataFrame, title: str) -> None:
 
 def plot_run_quantiles(history: pd.DataFrame, run: str, path: Path) -> None:
     """The four penultimate-feature quantiles of one run against the epoch."""
-    figure = Figure(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
     _draw_quantiles(axes, history, f"{run}: penultimate-feature quantiles (validation)")
     axes.set_ylabel("feature value")
@@ -58,7 +58,7 @@ def plot_all_quantiles(histories: Mapping[str, pd.DataFrame], path: Path) -> Non
     """Every run's quantile curves side by side, one panel per run (scales differ across norms)."""
     columns = min(3, len(histories))
     rows = math.ceil(len(histories) / columns)
-    figure = Figure(figsize=(4.5 * columns, 3.3 * rows))
+    figure = Figure(figsize=(4.5 * columns, 3.3 * rows), layout="constrained")
     for index, (run, history) in enumerate(histories.items()):
         axes = figure.add_subplot(rows, columns, index + 1)
         _draw_quantiles(axes, history, run)
@@ -80,7 +80,7 @@ def write_quantile_figures(runs: Sequence[str], live_root: Path, out_dir: Path) 
 
 def plot_error_curves(histories: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
     """Train and validation error against the epoch, one line per run, in two panels."""
-    figure = Figure(figsize=(11, 4))
+    figure = Figure(figsize=(11, 4), layout="constrained")
     for index, split in enumerate(("train", "val")):
         axes = figure.add_subplot(1, 2, index + 1)
         for run, history in histories.items():
