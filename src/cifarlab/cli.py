@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +12,8 @@ from typing import Any
 import torch
 import yaml
 
-from cifarlab.config import Study, load_study
-from cifarlab.errors import CifarlabError
+from cifarlab.config import PerformanceConfig, Study, load_study
+from cifarlab.errors import CifarlabError, Interrupted
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -48,10 +50,32 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def configure_torch(performance: PerformanceConfig) -> None:
+    """Process-wide choices a stage makes before any CUDA work: determinism, cuDNN autotuning."""
+    if performance.deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic, and reads it when it starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(performance.deterministic)
+    # Autotuning picks the fastest convolution per shape, which may differ between runs.
+    torch.backends.cudnn.benchmark = not performance.deterministic
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler's preemption, `kill`) takes the same path as Ctrl-C.
+    raise KeyboardInterrupt
+
+
 def run_stage(body: Callable[[list[str]], None]) -> None:
-    """Run a stage's body; a user error becomes one line on stderr and exit status 2."""
+    """Run a stage's body; a user error or an interruption becomes one line on stderr and a non-zero exit."""
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         body(sys.argv[1:])
     except CifarlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted: stopped before finishing; every file it wrote is complete", file=sys.stderr)
+        sys.exit(130)

@@ -71,11 +71,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PerformanceConfig:
+    """How a run is computed; results agree up to floating-point noise whatever these say."""
+
+    channels_last: bool
+    bf16: bool
+    deterministic: bool
+    compile: str = field(metadata=_spec(choices=("none", "default", "reduce-overhead")))
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str
     seed: int
     model: ModelConfig
     train: TrainConfig
+    performance: PerformanceConfig
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the run's training, to refuse stale resume state."""
@@ -161,7 +172,7 @@ def _require(params: Mapping, name: str, kind: type, where: str = "params.yaml")
     return value
 
 
-TOP_LEVEL_KEYS = ("seed", "profile", "device", "data", "model", "train", "profiles", "runs")
+TOP_LEVEL_KEYS = ("seed", "profile", "device", "performance", "data", "model", "train", "profiles", "runs")
 
 
 def load_study(params: Mapping) -> Study:
@@ -181,12 +192,14 @@ def load_study(params: Mapping) -> Study:
         _check_profile(name, overrides)
     profile = profiles[profile_name] or {}
     data = build_section(DataConfig, _require(params, "data", Mapping), "data")
+    performance = build_section(PerformanceConfig, _require(params, "performance", Mapping), "performance")
     model_defaults = _require(params, "model", Mapping)
     train_defaults = _require(params, "train", Mapping)
     runs_params = _require(params, "runs", Mapping)
     if not runs_params:
         raise CifarlabError("runs: expected at least one run")
-    runs = {name: _resolve_run(str(name), entry, seed, model_defaults, train_defaults, profile, profile_name)
+    runs = {name: _resolve_run(str(name), entry, seed, model_defaults, train_defaults, profile, profile_name,
+                               performance)
             for name, entry in runs_params.items()}
     return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs)
 
@@ -201,7 +214,7 @@ def _check_profile(name: str, overrides: Any) -> None:
 
 
 def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, train_defaults: Mapping,
-                 profile: Mapping, profile_name: str) -> RunConfig:
+                 profile: Mapping, profile_name: str, performance: PerformanceConfig) -> RunConfig:
     key = f"runs.{name}"
     if not isinstance(entry, Mapping):
         raise CifarlabError(f"{key}: expected a mapping such as {{norm: bn, batch_size: 128}}, got {entry!r}")
@@ -234,4 +247,4 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
                                 f"{', '.join(map(str, RESNET_WIDTHS))} (run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
-    return RunConfig(name=name, seed=seed, model=model, train=train)
+    return RunConfig(name=name, seed=seed, model=model, train=train, performance=performance)

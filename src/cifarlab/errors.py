@@ -7,3 +7,7 @@ class CifarlabError(Exception):
     Stage entry points print it as one line and exit non-zero; programming errors keep their
     tracebacks.
     """
+
+
+class Interrupted(Exception):
+    """A stage stopped by SIGINT or SIGTERM; the message says what was saved and how to continue."""

@@ -76,7 +76,13 @@ class _FoldedNorm(torch.autograd.Function):
 
 
 def _folded_norm(x: torch.Tensor, fold: Fold, *params: torch.Tensor) -> torch.Tensor:
-    """x * scale + shift with (scale, shift) = fold(mean, var, *params); see `_FoldedNorm`."""
+    """x * scale + shift with (scale, shift) = fold(mean, var, *params); see `_FoldedNorm`.
+
+    Half-precision activations (bf16 autocast) are normalized in float32: their statistics would lose
+    too many bits, and autocast does not reach inside a custom autograd Function.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     return _FoldedNorm.apply(x, fold, *params)
 
 

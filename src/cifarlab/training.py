@@ -6,10 +6,11 @@ groups, the gate clipping of Batch-Instance Norm), never through a branch on the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.checkpoints import save_model
-from cifarlab.config import RunConfig, TrainConfig
+from cifarlab.config import PerformanceConfig, RunConfig, TrainConfig
 from cifarlab.data import Split, load_split, split_sha256
+from cifarlab.errors import Interrupted
 from cifarlab.evaluation import predict
 from cifarlab.io import atomic_path
 from cifarlab.loader import Normalizer, ResidentDataset
@@ -68,6 +70,59 @@ def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.SGD:
     if kept:
         groups.append({"params": kept, "weight_decay": 0.0})
     return torch.optim.SGD(groups, lr=train.effective_lr, momentum=train.momentum)
+
+
+class Stepper:
+    """The training step: forward and loss (optionally autocast and compiled), backward, optimizer,
+    schedule and gate clipping; shared by the training loop and the benchmark.
+
+    Losses and correct counts accumulate on the device and `run` reads them once at its end, so the
+    host never waits for the device inside an epoch.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
+                 device: torch.device, channels_last: bool = False, amp_dtype: torch.dtype | None = None,
+                 compile_mode: str = "none") -> None:
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.gates = gate_parameters(model)
+        self.device, self.channels_last, self.amp_dtype = device, channels_last, amp_dtype
+        self.forward = self._forward if compile_mode == "none" else torch.compile(self._forward, mode=compile_mode)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision context of this step, for evaluation between epochs too."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            logits = self.model(images)
+        return F.cross_entropy(logits.float(), labels), logits
+
+    def run(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float, int]:
+        """Train on every batch; return (summed loss, correct predictions, images seen)."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        seen = 0
+        for images, labels in batches:
+            loss, logits = self.forward(images, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            clip_gates_(self.gates)
+            loss_sum += loss.detach() * labels.numel()
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += labels.numel()
+        total_loss, total_correct = torch.stack([loss_sum, correct]).tolist()  # the one host sync
+        return total_loss, total_correct, seen
+
+
+def amp_dtype_for(performance: PerformanceConfig, device: torch.device) -> torch.dtype | None:
+    """bfloat16 autocast where it pays (CUDA) and the params ask for it; full precision elsewhere."""
+    return torch.bfloat16 if performance.bf16 and device.type == "cuda" else None
 
 
 @dataclass
@@ -148,11 +203,13 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
     val_images = cfg.val_images or len(split.y_val)
     train_data = ResidentDataset(split.x_train[:train_images], split.y_train[:train_images], device)
     val_data = ResidentDataset(split.x_val[:val_images], split.y_val[:val_images], device)
-    normalize = Normalizer(split.mean, split.std, device)
+    perf = run.performance
+    normalize = Normalizer(split.mean, split.std, device, channels_last=perf.channels_last)
     steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
-    gates = gate_parameters(model)
+    stepper = Stepper(model, optimizer, scheduler, device=device, channels_last=perf.channels_last,
+                      amp_dtype=amp_dtype_for(perf, device), compile_mode=perf.compile)
     fingerprint = f"{run.fingerprint()}-{data_hash}"
 
     state = TrainState()
@@ -166,42 +223,40 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         if state.status == "running":
             print(f"{run.name}: resuming after epoch {state.epoch}/{cfg.epochs}")
 
+    try:
+        _train_epochs(run, state, stepper, train_data, val_data, normalize, resume_path, fingerprint, on_epoch)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{run.name} stopped during epoch {state.epoch + 1}; its state after epoch "
+                          f"{state.epoch} is in {resume_path}, and the next run continues from there") from None
+    if state.best_model:
+        model.load_state_dict(state.best_model)
+    return TrainResult(state=state, model=model)
+
+
+def _train_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_data: ResidentDataset,
+                  val_data: ResidentDataset, normalize: Normalizer, resume_path: Path, fingerprint: str,
+                  on_epoch: Callable[[TrainState], None]) -> None:
+    """Epochs until the run completes, stops early or diverges; the state is saved after each one."""
+    cfg, model, scheduler = run.train, stepper.model, stepper.scheduler
     while state.status == "running":
         epoch = state.epoch + 1
         started = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        for images, labels in train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize):
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            clip_gates_(gates)
-            # Accumulate on the device; the host reads these once per epoch, never per step.
-            loss_sum += loss.detach() * labels.numel()
-            correct += (logits.detach().argmax(1) == labels).sum()
-        train_loss, train_correct = torch.stack([loss_sum, correct]).tolist()
+        train_loss, train_correct, seen = stepper.run(
+            train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize))
         train_seconds = time.perf_counter() - started
-        val = predict(model, val_data, normalize, cfg.eval_batch_size)
+        with stepper.autocast():
+            val = predict(model, val_data, normalize, cfg.eval_batch_size)
         val_loss, val_error = val.loss_and_error()
-        row = {"epoch": epoch, "train_loss": train_loss / len(train_data),
-               "train_error": 1.0 - train_correct / len(train_data), "val_loss": val_loss,
-               "val_error": val_error, "lr": scheduler.get_last_lr()[0], "epoch_time_s": train_seconds,
-               "images_per_s": len(train_data) / train_seconds,
+        row = {"epoch": epoch, "train_loss": train_loss / seen, "train_error": 1.0 - train_correct / seen,
+               "val_loss": val_loss, "val_error": val_error, "lr": scheduler.get_last_lr()[0],
+               "epoch_time_s": train_seconds, "images_per_s": seen / train_seconds,
                **{f"feature_{k}": v for k, v in val.feature_quantiles().items()}}
         state.history.append(row)
         state.epoch = epoch
         state.train_time_s += time.perf_counter() - started
         _update_status(state, row, model, cfg)
-        save_resume_state(resume_path, fingerprint, state, model, optimizer, scheduler)
+        save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, scheduler)
         on_epoch(state)
-
-    if state.best_model:
-        model.load_state_dict(state.best_model)
-    return TrainResult(state=state, model=model)
 
 
 def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, cfg: TrainConfig) -> None:

@@ -1,0 +1,214 @@
+"""Training throughput of ResNet-14 per norm and batch size: our input path vs the usual one vs the model alone.
+
+(a) ours:   the split resident on the device as uint8, batched crop/flip, the training loop's own step;
+(b) usual:  a torchvision-style Dataset of PIL images with RandomCrop/RandomHorizontalFlip/ToTensor/
+            Normalize transforms behind a DataLoader, feeding the same step;
+(c) model:  the same step on one resident, already-normalized batch (the compute limit).
+A second table times each from-scratch norm's step against its built-in twin on the path (c).
+
+Every figure is images/s measured in this one process, each configuration alternated with its rivals,
+median of the rounds. Usage: python benchmarks/throughput.py [--device auto] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from cifarlab.cli import resolve_device
+from cifarlab.config import ModelConfig, TrainConfig
+from cifarlab.loader import Normalizer, ResidentDataset
+from cifarlab.models import CifarResNet, build_model
+from cifarlab.norms import NORM_LAYERS, get_norm_layer
+from cifarlab.training import Stepper, build_optimizer
+
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+GROUPS = 8
+
+
+class PilCifar(Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: an HWC uint8 array to a PIL image, then transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
+        self.images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # (N, H, W, C)
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def usual_loader(images: np.ndarray, labels: np.ndarray, batch_size: int, workers: int,
+                 pin: bool) -> DataLoader:
+    transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                                    transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    return DataLoader(PilCifar(images, labels, transform), batch_size=batch_size, shuffle=True,
+                      num_workers=workers, pin_memory=pin, drop_last=True, persistent_workers=workers > 0)
+
+
+def train_config(batch_size: int) -> TrainConfig:
+    return TrainConfig(epochs=100, batch_size=batch_size, lr=0.1, lr_scaling="linear", lr_reference_batch=128,
+                       momentum=0.9, weight_decay=1e-4, schedule="step", warmup_epochs=0, patience=20,
+                       train_images=0, val_images=0, eval_batch_size=1024)
+
+
+def images_per_s(stepper: Stepper, batches: Callable[[], Iterable], steps: int, batch_size: int,
+                 device: torch.device) -> float:
+    """Run `steps` steps (after 3 warm-up steps) and return images per second."""
+    stepper.run(itertools.islice(batches(), 3))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    stepper.run(itertools.islice(batches(), steps))  # run() reads its sums once: one sync at the end
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def make_stepper(model: nn.Module, batch_size: int, device: torch.device, options: dict) -> Stepper:
+    model = model.to(device)
+    train = train_config(batch_size)
+    optimizer = build_optimizer(model, train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return Stepper(model, optimizer, scheduler, device=device, **options)
+
+
+def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
+                data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> dict[str, float]:
+    images, labels = data
+    torch.manual_seed(0)
+    config = ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS)
+    stepper = make_stepper(build_model(config), batch_size, device, options)
+    resident = ResidentDataset(images, labels, device)
+    normalize = Normalizer(MEAN, STD, device, channels_last=stepper.channels_last)
+    loader = usual_loader(images, labels, batch_size, workers, device.type == "cuda")
+    fixed = next(resident.train_batches(batch_size, 0, 0, normalize))
+    epochs = itertools.count()
+
+    def ours():
+        return resident.train_batches(batch_size, 0, next(epochs), normalize)
+
+    def usual():
+        return ((x.to(device, non_blocking=True).contiguous(memory_format=normalize.memory_format),
+                 y.to(device, non_blocking=True)) for x, y in loader)
+
+    def model_only():
+        return itertools.repeat(fixed)
+
+    samples: dict[str, list[float]] = {"ours": [], "usual": [], "model": []}
+    for _ in range(rounds):  # alternated, so drifting machine load hits all three alike
+        for name, batches in (("ours", ours), ("usual", usual), ("model", model_only)):
+            samples[name].append(images_per_s(stepper, batches, steps, batch_size, device))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+class TorchBatchInstanceNorm(nn.Module):
+    """BIN assembled from the built-in BN and IN: the closest built-in equivalent of `bin`."""
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_channels, affine=False)
+        self.inorm = nn.InstanceNorm2d(num_channels, affine=False)
+        self.rho = nn.Parameter(torch.ones(num_channels))
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rho = self.rho.view(1, -1, 1, 1)
+        y = rho * self.bn(x) + (1 - rho) * self.inorm(x)
+        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+BUILTIN_TWINS: dict[str, Callable[[int], nn.Module]] = {
+    "bn": nn.BatchNorm2d,
+    "in": lambda c: nn.InstanceNorm2d(c, affine=True),
+    "bin": TorchBatchInstanceNorm,
+    "ln": lambda c: nn.GroupNorm(1, c),
+    "gn": lambda c: nn.GroupNorm(GROUPS, c),
+}
+
+
+def bench_twins(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
+                options: dict) -> float:
+    """Step time of the from-scratch norm over its built-in twin, same model, same batch."""
+    steppers = {}
+    for name, layer in (("ours", get_norm_layer(norm, groups=GROUPS)), ("twin", BUILTIN_TWINS[norm])):
+        torch.manual_seed(0)
+        steppers[name] = make_stepper(CifarResNet(2, 10, layer), batch_size, device, options)
+    x = torch.randn(batch_size, 3, 32, 32, device=device)
+    x = x.contiguous(memory_format=torch.channels_last if steppers["ours"].channels_last else torch.contiguous_format)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    rates: dict[str, list[float]] = {"ours": [], "twin": []}
+    for _ in range(rounds):
+        for name, stepper in steppers.items():
+            rates[name].append(images_per_s(stepper, lambda: itertools.repeat((x, y)), steps, batch_size, device))
+    return statistics.median(rates["twin"]) / statistics.median(rates["ours"])  # = ours' step time / twin's
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--images", type=int, default=4096, help="synthetic uint8 training images")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the usual path")
+    parser.add_argument("--norms", default=",".join(NORM_LAYERS))
+    parser.add_argument("--out", type=Path, help="also write the tables (Markdown) here")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    options = {"channels_last": True}
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 256, (args.images, 3, 32, 32), dtype=np.uint8),
+            rng.integers(0, 10, args.images).astype(np.int64))
+    steps = {128: 12, 8: 60} if device.type == "cpu" else {128: 100, 8: 400}
+    norms = args.norms.split(",")
+
+    lines = [f"# Training throughput, ResNet-14 (n=2), {device.type}: {hardware(device)}", "",
+             f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             f"median of {args.rounds} alternated rounds; usual path: DataLoader with {args.workers} workers; "
+             f"options {options}.", "",
+             "| norm | batch | (a) ours img/s | (b) usual img/s | (c) model alone img/s | (a)/(b) | (a)/(c) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for batch_size in (128, 8):
+        for norm in norms:
+            r = bench_paths(norm, batch_size, steps[batch_size], args.rounds, device, data, args.workers, options)
+            lines.append(f"| {norm} | {batch_size} | {r['ours']:.0f} | {r['usual']:.0f} | {r['model']:.0f} | "
+                         f"{r['ours'] / r['usual']:.2f} | {r['ours'] / r['model']:.2f} |")
+            print(lines[-1], flush=True)
+    lines += ["", "Step time of each from-scratch norm over its built-in twin (same model and batch; path c):", "",
+              "| norm | built-in twin | batch 128 | batch 8 |", "| --- | --- | ---: | ---: |"]
+    twin_names = {"bn": "nn.BatchNorm2d", "in": "nn.InstanceNorm2d(affine)", "bin": "nn.BatchNorm2d + nn.InstanceNorm2d",
+                  "ln": "nn.GroupNorm(1, C)", "gn": f"nn.GroupNorm({GROUPS}, C)"}
+    for norm in [n for n in norms if n in BUILTIN_TWINS]:
+        ratios = [bench_twins(norm, bs, steps[bs], args.rounds, device, options) for bs in (128, 8)]
+        lines.append(f"| {norm} | {twin_names[norm]} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
