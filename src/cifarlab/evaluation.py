@@ -40,7 +40,7 @@ class Predictions:
         return {f"q{round(p * 100):02d}": v for p, v in zip(FEATURE_QUANTILES, values)}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: torch.nn.Module, dataset: ResidentDataset, normalize: Normalizer,
             batch_size: int) -> Predictions:
     """Logits and penultimate features of every image, in eval mode, without augmentation."""

@@ -61,6 +61,19 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
+def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str, pd.DataFrame]) -> str:
+    """What each run cost: throughput, epoch time, and the share of each epoch spent on evaluation."""
+    rows = []
+    for run, history in histories.items():
+        epoch_total = history["epoch_time_s"] + history["eval_time_s"]
+        rows.append({"run": run, "device": metrics[run]["device"],
+                     "training img/s (median)": f"{history['images_per_s'].median():.0f}",
+                     "epoch s (median)": f"{epoch_total.median():.1f}",
+                     "evaluation share of epoch": f"{100 * (history['eval_time_s'] / epoch_total).median():.1f}%",
+                     "total s": f"{metrics[run]['train_time_s']:.0f}"})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
 def largest_metric_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, str]:
     """The largest absolute difference between two runs over every split and score, and where it is."""
     diffs = {f"{split} {label}": abs(a[split][key] - b[split][key])
@@ -169,6 +182,8 @@ def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_d
         "Model selection used validation accuracy only; the test split was never seen in training.", "",
         "## Error curves", "", "![train and validation error of every run](error_curves.png)", "",
         sanity_section(study.runs, metrics, histories),
+        "## Cost", "", "Per-epoch evaluation covers validation loss, error and feature quantiles.", "",
+        cost_table(metrics, histories), "",
         batch_size_section(study.runs, metrics, histories, out_dir),
         "## Penultimate-feature quantiles", "",
         "The 1st, 20th, 80th and 99th percentiles of the pooled 64-d features over the validation set, "

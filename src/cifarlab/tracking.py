@@ -13,7 +13,7 @@ from cifarlab.errors import CifarlabError
 LIVE_METRICS = {
     "train_loss": "train/loss", "train_error": "train/error",
     "val_loss": "val/loss", "val_error": "val/error",
-    "lr": "lr", "epoch_time_s": "epoch_time_s", "images_per_s": "images_per_s",
+    "lr": "lr", "epoch_time_s": "epoch_time_s", "images_per_s": "images_per_s", "eval_time_s": "eval_time_s",
     "feature_q01": "features/q01", "feature_q20": "features/q20",
     "feature_q80": "features/q80", "feature_q99": "features/q99",
 }

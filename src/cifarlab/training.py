@@ -247,10 +247,12 @@ def _train_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
         with stepper.autocast():
             val = predict(model, val_data, normalize, cfg.eval_batch_size)
         val_loss, val_error = val.loss_and_error()
+        quantiles = val.feature_quantiles()
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_error": 1.0 - train_correct / seen,
                "val_loss": val_loss, "val_error": val_error, "lr": scheduler.get_last_lr()[0],
                "epoch_time_s": train_seconds, "images_per_s": seen / train_seconds,
-               **{f"feature_{k}": v for k, v in val.feature_quantiles().items()}}
+               "eval_time_s": time.perf_counter() - started - train_seconds,
+               **{f"feature_{k}": v for k, v in quantiles.items()}}
         state.history.append(row)
         state.epoch = epoch
         state.train_time_s += time.perf_counter() - started
@@ -287,7 +289,8 @@ def progress_line(run: str, state: TrainState, epochs: int) -> str:
     row = state.history[-1]
     return (f"{run} epoch {state.epoch}/{epochs}: train loss {row['train_loss']:.3f} "
             f"error {row['train_error']:.1%} | val loss {row['val_loss']:.3f} error {row['val_error']:.1%} | "
-            f"lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f}s"
+            f"lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f}s + eval "
+            f"{row['eval_time_s']:.1f}s"
             + (f" | {state.status.replace('_', ' ')}" if state.status != "running" else ""))
 
 
