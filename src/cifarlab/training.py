@@ -7,10 +7,11 @@ groups, the gate clipping of Batch-Instance Norm), never through a branch on the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def load_resume_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
     except Exception as exc:  # a checkpoint we cannot read is restarted from, never trusted
         print(f"{path}: unreadable resume state ({exc.__class__.__name__}); starting the run afresh")
         return None
-    if saved.get("fingerprint") != fingerprint:
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
         print(f"{path}: resume state is from a different configuration or data; starting the run afresh")
         return None
     return saved
@@ -224,7 +225,8 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
             print(f"{run.name}: resuming after epoch {state.epoch}/{cfg.epochs}")
 
     try:
-        _train_epochs(run, state, stepper, train_data, val_data, normalize, resume_path, fingerprint, on_epoch)
+        for state in _saved_epochs(run, state, stepper, train_data, val_data, normalize, resume_path, fingerprint):
+            on_epoch(state)
     except KeyboardInterrupt:
         raise Interrupted(f"{run.name} stopped during epoch {state.epoch + 1}; its state after epoch "
                           f"{state.epoch} is in {resume_path}, and the next run continues from there") from None
@@ -233,10 +235,13 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
     return TrainResult(state=state, model=model)
 
 
-def _train_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_data: ResidentDataset,
-                  val_data: ResidentDataset, normalize: Normalizer, resume_path: Path, fingerprint: str,
-                  on_epoch: Callable[[TrainState], None]) -> None:
-    """Epochs until the run completes, stops early or diverges; the state is saved after each one."""
+def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_data: ResidentDataset,
+                  val_data: ResidentDataset, normalize: Normalizer, resume_path: Path,
+                  fingerprint: str) -> Iterator[TrainState]:
+    """Train until the run completes, stops early or diverges, yielding each epoch's state once saved.
+
+    The caller's state only ever advances to one that is on disk, so an interruption can name it.
+    """
     cfg, model, scheduler = run.train, stepper.model, stepper.scheduler
     while state.status == "running":
         epoch = state.epoch + 1
@@ -253,12 +258,11 @@ def _train_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
                "epoch_time_s": train_seconds, "images_per_s": seen / train_seconds,
                "eval_time_s": time.perf_counter() - started - train_seconds,
                **{f"feature_{k}": v for k, v in quantiles.items()}}
-        state.history.append(row)
-        state.epoch = epoch
-        state.train_time_s += time.perf_counter() - started
+        state = dataclasses.replace(state, epoch=epoch, history=[*state.history, row],
+                                    train_time_s=state.train_time_s + time.perf_counter() - started)
         _update_status(state, row, model, cfg)
         save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, scheduler)
-        on_epoch(state)
+        yield state
 
 
 def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, cfg: TrainConfig) -> None:
@@ -314,7 +318,9 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
     live.close({"train_time_s": state.train_time_s, "device": describe_device(device)})
     # Only what identical runs share goes with the model, so equal runs give equal metrics files.
     summary = {"status": state.status, "stopped_reason": state.stopped_reason, "best_epoch": state.best_epoch,
-               "epochs_run": state.epoch, "best_val_accuracy": state.best_accuracy}
+               "epochs_run": state.epoch,
+               # None, not a placeholder, when the run diverged before any epoch could be kept.
+               "best_val_accuracy": state.best_accuracy if state.best_epoch else None}
     save_model(model_path, result.model, run, summary,
                {"mean": list(split.mean), "std": list(split.std), "content_sha256": split_sha256(split)})
     return state

@@ -1,0 +1,403 @@
+"""Resumable training: kills, SIGTERM, stale or corrupt resume state, determinism and divergence.
+
+The stage scripts run in subprocesses, in a temporary copy of the project, on a tiny generated
+archive: a ResNet-8 (n=1), 4 epochs of 128 train images in batches of 16 (8 steps per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from archives import make_cifar_archive
+
+from cifarlab import training
+from cifarlab.config import load_study
+from cifarlab.data import make_split, read_archive
+from cifarlab.errors import Interrupted
+from cifarlab.plots import write_quantile_figures
+from cifarlab.report import load_metrics, metrics_table, write_report
+from cifarlab.training import Stepper, load_resume_state, train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = "bn-128"
+EPOCHS = 4
+POLL_TIMEOUT_S = 300  # a safety net against a hung child, not a timing assertion
+# every DVCLive curve whose values are a pure function of the run (timings are not)
+DETERMINISTIC_CURVES = ("train/loss", "train/error", "val/loss", "val/error", "lr",
+                        "features/q01", "features/q20", "features/q80", "features/q99")
+
+
+def tiny_params(archive: Path, runs: dict | None = None) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = "quick"
+    params["data"]["source"] = str(archive)
+    params["profiles"]["quick"] = {"model": {"n": 1},
+                                   "train": {"epochs": EPOCHS, "train_images": 0, "val_images": 0,
+                                             "patience": EPOCHS, "eval_batch_size": 64}}
+    params["runs"] = runs or {RUN: {"norm": "bn", "batch_size": 16}}
+    return params
+
+
+class Project:
+    """A copy of the project's code with a split made once; each test writes under its own folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.split = root / "data" / "split"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1",
+                "PYTHONPATH": str(self.root / "src"), "OMP_NUM_THREADS": "1"}
+
+    def workdir(self, name: str, params: dict | None = None) -> Path:
+        """A folder holding a params.yaml (the project's unless given) from which the stages run."""
+        cwd = self.root / "work" / name
+        cwd.mkdir(parents=True)
+        if params is None:
+            shutil.copy(self.root / "params.yaml", cwd / "params.yaml")
+        else:
+            (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return cwd
+
+    def train_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
+        return [sys.executable, str(self.root / "stages" / "train.py"), run, "--split", str(self.split),
+                "--model", str(cwd / "model.pt"), "--live", str(cwd / "live"),
+                "--checkpoint", str(cwd / "resume.pt")]
+
+    def evaluate_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
+        return [sys.executable, str(self.root / "stages" / "evaluate.py"), run, "--split", str(self.split),
+                "--model", str(cwd / "model.pt"), "--metrics", str(cwd / "metrics.json"),
+                "--predictions", str(cwd / "predictions.csv")]
+
+    def run(self, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        result = subprocess.run(cmd, cwd=cwd, env=self.env(), capture_output=True, text=True)
+        assert result.returncode == 0, f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def start(self, cmd: list[str], cwd: Path) -> subprocess.Popen:
+        # output goes to files, so a child never blocks on a full pipe while the test polls
+        with open(cwd / "stdout.txt", "w") as out, open(cwd / "stderr.txt", "w") as err:
+            return subprocess.Popen(cmd, cwd=cwd, env=self.env(), text=True, stdout=out, stderr=err)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    root = tmp_path_factory.mktemp("resume")
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    archive = make_cifar_archive(root / "cifar.tar.gz", per_batch=32, test_size=20)  # 128 train, 32 val
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(archive), sort_keys=False))
+    proj = Project(root)
+    proj.run([sys.executable, str(root / "stages" / "split.py"), str(archive), str(proj.split)], root)
+    return proj
+
+
+@pytest.fixture(scope="module")
+def straight(project: Project) -> tuple[Path, Path]:
+    """Two uninterrupted train+evaluate runs of the same params, side by side (two cores)."""
+    dirs = (project.workdir("straight-a"), project.workdir("straight-b"))
+    for make_cmd in (project.train_cmd, project.evaluate_cmd):
+        procs = [project.start(make_cmd(cwd), cwd) for cwd in dirs]
+        for cwd, proc in zip(dirs, procs):
+            assert proc.wait() == 0, (cwd / "stdout.txt").read_text() + (cwd / "stderr.txt").read_text()
+    return dirs
+
+
+@pytest.fixture
+def tiny_split(tmp_path):
+    """For library-level training: 30 train and 10 validation images, in memory."""
+    archive = make_cifar_archive(tmp_path / "cifar.tar.gz", per_batch=8, test_size=10)
+    return make_split(read_archive(archive), 0.25, 0)
+
+
+def run_config(archive: Path, **overrides):
+    """Run `x` of the tiny params: bn, batch size 8 (4 steps per epoch), with `overrides`."""
+    params = tiny_params(archive, {"x": {"norm": "bn", "batch_size": 8, **overrides}})
+    return load_study(params).runs["x"]
+
+
+def saved_epoch(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["state"]
+
+
+def wait_for_epoch(proc: subprocess.Popen, resume: Path, epoch: int) -> int:
+    """Poll the resume state until it records `epoch` completed epochs; return the epoch seen."""
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"train.py exited ({proc.returncode}) before epoch {epoch} was saved"
+        if resume.exists():
+            seen = saved_epoch(resume)["epoch"]  # written atomically, so always a whole file
+            if seen >= epoch:
+                return seen
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no epoch {epoch} in {resume} after {POLL_TIMEOUT_S}s")
+
+
+def model_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+
+
+def last_weights(resume: Path) -> dict[str, torch.Tensor]:
+    """The weights after the last epoch (the best model may be an earlier epoch's)."""
+    return torch.load(resume, map_location="cpu", weights_only=False)["model"]
+
+
+def assert_same_weights(a: Path, b: Path, load=model_weights) -> None:
+    wa, wb = load(a), load(b)
+    assert wa.keys() == wb.keys()
+    unequal = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert unequal == []
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def curve(live: Path, name: str) -> list[tuple[int, float]]:
+    rows = read_tsv(live / "plots" / "metrics" / f"{name}.tsv")
+    column = name.split("/")[-1]
+    return [(int(r["step"]), float(r[column])) for r in rows]
+
+
+# --- 1. SIGKILL mid-run, then resume -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_metrics_weights_and_gapless_curves(project, straight):
+    cwd = project.workdir("killed")
+    proc = project.start(project.train_cmd(cwd), cwd)
+    wait_for_epoch(proc, cwd / "resume.pt", 2)
+    proc.kill()  # SIGKILL: no handler runs, only what was already on disk survives
+    proc.wait()
+    state = saved_epoch(cwd / "resume.pt")
+    assert state["status"] == "running" and 2 <= state["epoch"] < EPOCHS, "the kill came too late to test resuming"
+    assert not (cwd / "model.pt").exists()
+
+    resumed = project.run(project.train_cmd(cwd), cwd)
+    assert f"resuming after epoch {state['epoch']}/{EPOCHS}" in resumed.stdout
+    assert "epoch 1/" not in resumed.stdout  # epochs already saved are not trained again
+    project.run(project.evaluate_cmd(cwd), cwd)
+
+    reference = straight[0]
+    assert (cwd / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()
+    assert_same_weights(cwd / "model.pt", reference / "model.pt")
+    # The best epoch may come before the kill; the last epoch's weights show a resume that lost the
+    # optimizer's momentum or the RNG state.
+    assert_same_weights(cwd / "resume.pt", reference / "resume.pt", load=last_weights)
+    # The killed process had logged epochs 1..k already: appending to them gives 1, 2, 1, 2, 3, 4, and
+    # logging only the epochs of the second process gives a gap (3, 4).
+    tsvs = sorted((cwd / "live" / "plots" / "metrics").rglob("*.tsv"))
+    assert tsvs, "no DVCLive curves written"
+    for tsv in tsvs:
+        steps = [int(r["step"]) for r in read_tsv(tsv)]
+        assert steps == list(range(1, EPOCHS + 1)), f"{tsv.relative_to(cwd)}: steps {steps}"
+    # the resumed curves are the uninterrupted run's, value for value (rebuilt from the saved history)
+    for name in DETERMINISTIC_CURVES:
+        assert curve(cwd / "live", name) == curve(reference / "live", name), name
+
+
+# --- 2. SIGTERM: one line, exit 130, then resume -----------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigterm_stops_with_one_line_naming_the_saved_epoch_and_the_rerun_resumes(project, straight):
+    cwd = project.workdir("terminated")
+    proc = project.start(project.train_cmd(cwd), cwd)
+    wait_for_epoch(proc, cwd / "resume.pt", 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 130
+    state = saved_epoch(cwd / "resume.pt")
+    assert state["status"] == "running", "SIGTERM came too late to test resuming"
+    stderr = (cwd / "stderr.txt").read_text()
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted:"), stderr
+    assert f"after epoch {state['epoch']} " in lines[0]  # the epoch the resume file really holds
+
+    resumed = project.run(project.train_cmd(cwd), cwd)
+    assert f"resuming after epoch {state['epoch']}/{EPOCHS}" in resumed.stdout
+    assert f"epoch {EPOCHS}/{EPOCHS}" in resumed.stdout and "completed" in resumed.stdout
+    assert_same_weights(cwd / "model.pt", straight[0] / "model.pt")
+    assert_same_weights(cwd / "resume.pt", straight[0] / "resume.pt", load=last_weights)
+
+
+def test_an_interrupt_during_the_save_of_an_epoch_names_the_epoch_on_disk(tiny_split, tmp_path, monkeypatch):
+    # A SIGTERM raises KeyboardInterrupt wherever the process is; here, as the save of epoch 2 begins.
+    # The save is atomic, so the file still holds epoch 1, and the message must say so.
+    real_save = training.save_resume_state
+
+    def interrupted_at_epoch_2(path, fingerprint, state, *args):
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+        real_save(path, fingerprint, state, *args)
+
+    monkeypatch.setattr(training, "save_resume_state", interrupted_at_epoch_2)
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(Interrupted) as info:
+        train_run(run_config(tmp_path / "unused.tar.gz"), tiny_split, torch.device("cpu"), resume_path=resume,
+                  on_epoch=lambda state: None)
+    on_disk = saved_epoch(resume)["epoch"]
+    assert on_disk == 1
+    assert f"after epoch {on_disk} " in str(info.value)
+
+
+# --- 3. stale or corrupt resume state is not reused --------------------------------------------
+
+
+@pytest.mark.slow
+def test_resume_state_of_another_lr_is_not_reused(project, straight):
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["runs"][RUN]["lr"] = 0.05
+    cwd = project.workdir("other-lr", params)
+    shutil.copy(straight[0] / "resume.pt", cwd / "resume.pt")  # a completed run of lr 0.1
+    result = project.run(project.train_cmd(cwd), cwd)
+    # Reused, the completed state would print no epoch at all (and an unfinished one "resuming").
+    for epoch in range(1, EPOCHS + 1):
+        assert f"epoch {epoch}/{EPOCHS}" in result.stdout
+    assert "resuming" not in result.stdout
+    assert "afresh" in result.stdout  # and it says why
+    assert saved_epoch(cwd / "resume.pt")["epoch"] == EPOCHS
+
+
+@pytest.mark.slow
+def test_a_truncated_resume_file_starts_the_run_afresh(project, straight):
+    cwd = project.workdir("truncated")
+    data = (straight[0] / "resume.pt").read_bytes()
+    (cwd / "resume.pt").write_bytes(data[: len(data) // 2])
+    result = project.run(project.train_cmd(cwd), cwd)
+    assert f"epoch 1/{EPOCHS}" in result.stdout and "resuming" not in result.stdout
+    assert "afresh" in result.stdout  # and it says why
+    assert_same_weights(cwd / "model.pt", straight[0] / "model.pt")  # a full fresh run of the same params
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"", id="empty"),
+    pytest.param(b"PK\x03\x04 not really a zip", id="garbage"),
+    pytest.param(None, id="dict-without-fingerprint"),
+])
+def test_an_unusable_resume_file_is_ignored(tmp_path, content):
+    path = tmp_path / "resume.pt"
+    if content is None:
+        torch.save({"state": {"epoch": 3}}, path)
+    else:
+        path.write_bytes(content)
+    assert load_resume_state(path, "fingerprint-of-this-run") is None
+
+
+def test_a_resume_file_that_is_not_a_dict_is_ignored(tmp_path):
+    path = tmp_path / "resume.pt"
+    torch.save(torch.zeros(3), path)  # a readable torch file, but not a resume state
+    assert load_resume_state(path, "fingerprint-of-this-run") is None
+
+
+# --- 4. determinism ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_uninterrupted_runs_give_byte_identical_metrics_and_predictions(straight):
+    a, b = straight
+    assert json.loads((a / "metrics.json").read_text())["epochs_run"] == EPOCHS
+    assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    assert_same_weights(a / "model.pt", b / "model.pt")
+
+
+# --- 5. divergence -----------------------------------------------------------------------------
+
+
+def test_a_huge_lr_diverges_and_stops_at_the_first_non_finite_epoch(tiny_split, tmp_path):
+    run = run_config(tmp_path / "unused.tar.gz", lr=1.0e6, lr_scaling="none", warmup_epochs=0)
+    result = train_run(run, tiny_split, torch.device("cpu"), resume_path=tmp_path / "resume.pt",
+                       on_epoch=lambda state: None)
+    state = result.state
+    assert state.status == "diverged"
+    last = state.history[-1]
+    assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["val_loss"]))
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in state.history[:-1])
+    assert len(state.history) == state.epoch < EPOCHS  # stopped there, did not train on
+    assert f"epoch {state.epoch}" in state.stopped_reason
+
+
+def test_divergence_keeps_the_best_model_of_the_epochs_before_it(tiny_split, tmp_path, monkeypatch):
+    # Epoch 2's training loss is made NaN (the weights stay finite): the run must stop at epoch 2 and
+    # hand back epoch 1's weights, which the resume file of epoch 1 holds too.
+    real_run = Stepper.run
+    calls = []
+
+    def nan_on_second_epoch(self, batches):
+        loss, correct, seen = real_run(self, batches)
+        calls.append(1)
+        return (math.nan if len(calls) == 2 else loss), correct, seen
+
+    monkeypatch.setattr(Stepper, "run", nan_on_second_epoch)
+    resume = tmp_path / "resume.pt"
+    saved = {}
+
+    def keep_model(state):
+        saved[state.epoch] = torch.load(resume, map_location="cpu", weights_only=False)["model"]
+
+    run = run_config(tmp_path / "unused.tar.gz")
+    result = training.train_run(run, tiny_split, torch.device("cpu"), resume_path=resume, on_epoch=keep_model)
+    state = result.state
+    assert (state.status, state.epoch, len(state.history)) == ("diverged", 2, 2)
+    assert state.stopped_reason == "non-finite loss at epoch 2"
+    assert state.best_epoch == 1
+    final = result.model.state_dict()
+    assert all(torch.equal(final[k], saved[1][k]) for k in saved[1])
+    assert not all(torch.equal(saved[2][k], saved[1][k]) for k in saved[1])  # epoch 2 did change the model
+
+
+def hand_made_metrics(status: str, reason: str = "") -> dict:
+    scores = {"accuracy": 0.1, "micro_f1": 0.1, "macro_f1": 0.05}
+    return {"status": status, "stopped_reason": reason, "best_epoch": 1, "epochs_run": 3,
+            "best_val_accuracy": 0.1, "train": scores, "val": scores, "test": scores, "train_time_s": 1.0}
+
+
+def test_metrics_table_marks_a_diverged_run_with_its_reason():
+    table = metrics_table({"ok": hand_made_metrics("completed"),
+                           "boom": hand_made_metrics("diverged", "non-finite loss at epoch 3")})
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("|")}
+    assert "**diverged** (non-finite loss at epoch 3)" in rows["boom"]
+    assert "diverged" not in rows["ok"] and "completed" in rows["ok"]
+
+
+@pytest.mark.slow
+def test_the_stages_evaluate_and_report_a_diverged_run(project):
+    archive = Path(yaml.safe_load((project.root / "params.yaml").read_text())["data"]["source"])
+    params = tiny_params(archive, {"boom": {"norm": "bn", "batch_size": 16, "lr": 1.0e6, "warmup_epochs": 0}})
+    cwd = project.workdir("diverged", params)
+    trained = project.run(project.train_cmd(cwd, "boom"), cwd)
+    assert "diverged" in trained.stdout
+    evaluated = project.run(project.evaluate_cmd(cwd, "boom"), cwd)
+    assert "(diverged)" in evaluated.stdout
+    metrics = json.loads((cwd / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    assert metrics["epochs_run"] < EPOCHS
+    assert metrics["stopped_reason"] == f"non-finite loss at epoch {metrics['epochs_run']}"
+    for split in ("train", "val", "test"):
+        assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+    # the report reads the metrics file and the curves the stages wrote
+    (cwd / "metrics").mkdir()
+    shutil.copy(cwd / "metrics.json", cwd / "metrics" / "boom.json")
+    (cwd / "live-root").mkdir()
+    shutil.copytree(cwd / "live", cwd / "live-root" / "boom")
+    shown = f"**diverged** (non-finite loss at epoch {metrics['epochs_run']})"
+    assert shown in metrics_table(load_metrics(cwd / "metrics", cwd / "live-root", ["boom"]))
+    write_quantile_figures(["boom"], cwd / "live-root", cwd / "quantiles")
+    report = write_report(load_study(params), metrics_dir=cwd / "metrics", live_root=cwd / "live-root",
+                          quantile_dir=cwd / "quantiles", out_dir=cwd / "report").read_text()
+    assert shown in report and "diverged: `boom`" in report
