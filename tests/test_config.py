@@ -102,3 +102,11 @@ def test_profile_overrides_are_validated_under_their_own_key(params):
     params["profile"] = "quick"
     params["profiles"]["quick"]["train"]["batch_size"] = 0
     assert "profiles.quick.train.batch_size: expected a value >= 1" in error_of(params)
+
+
+def test_compile_is_refused_for_from_scratch_norms_and_allowed_for_the_builtin(params):
+    params["performance"]["compile"] = "default"
+    params["runs"] = {"torch_bn-128": {"norm": "torch_bn"}, "nn-128": {"norm": "nn"}}
+    assert load_study(params).runs["torch_bn-128"].performance.compile == "default"
+    params["runs"]["gn-8"] = {"norm": "gn", "batch_size": 8}
+    assert "performance.compile: 'default' does not work with norm 'gn' (run gn-8)" in error_of(params)
