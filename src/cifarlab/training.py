@@ -213,19 +213,20 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
                       amp_dtype=amp_dtype_for(perf, device), compile_mode=perf.compile)
     fingerprint = f"{run.fingerprint()}-{data_hash}"
 
-    state = TrainState()
+    start = TrainState()
     saved = load_resume_state(resume_path, fingerprint)
     if saved is not None:
-        state = TrainState(**saved["state"])
+        start = TrainState(**saved["state"])
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_states(saved["rng"])
-        if state.status == "running":
-            print(f"{run.name}: resuming after epoch {state.epoch}/{cfg.epochs}")
+        if start.status == "running":
+            print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs}")
 
+    state = start  # advances only to states already on disk, so an interruption names a saved epoch
     try:
-        for state in _saved_epochs(run, state, stepper, train_data, val_data, normalize, resume_path, fingerprint):
+        for state in _saved_epochs(run, start, stepper, train_data, val_data, normalize, resume_path, fingerprint):
             on_epoch(state)
     except KeyboardInterrupt:
         raise Interrupted(f"{run.name} stopped during epoch {state.epoch + 1}; its state after epoch "
