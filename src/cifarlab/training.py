@@ -303,7 +303,7 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
                    live_dir: Path, resume_path: Path) -> TrainState:
     """The train stage: train (or resume) a run, log its curves, save its best model."""
     split = load_split(split_dir)
-    data_hash = split_sha256(split)[:16]
+    content_sha256 = split_sha256(split)
     live: LiveHistory | None = None
 
     def on_epoch(state: TrainState) -> None:
@@ -312,7 +312,8 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
         live.extend(state.history)
         print(progress_line(run.name, state, run.train.epochs), flush=True)
 
-    result = train_run(run, split, device, resume_path=resume_path, on_epoch=on_epoch, data_hash=data_hash)
+    result = train_run(run, split, device, resume_path=resume_path, on_epoch=on_epoch,
+                       data_hash=content_sha256[:16])
     state = result.state
     live = live or LiveHistory(live_dir, [])
     live.extend(state.history)  # a run finished before this process started still gets its logs
@@ -323,5 +324,5 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
                # None, not a placeholder, when the run diverged before any epoch could be kept.
                "best_val_accuracy": state.best_accuracy if state.best_epoch else None}
     save_model(model_path, result.model, run, summary,
-               {"mean": list(split.mean), "std": list(split.std), "content_sha256": split_sha256(split)})
+               {"mean": list(split.mean), "std": list(split.std), "content_sha256": content_sha256})
     return state
