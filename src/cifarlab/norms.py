@@ -1,16 +1,18 @@
 """Normalization layers for NCHW tensors written from scratch, and the registry that names them.
 
-Every layer takes per-(sample, channel) moments over (H, W) in one reduction, pools them into
-batch, layer or group moments on small (N, C)-sized tensors, and applies normalization and affine
-together as `x * scale + shift`, so the work on the full tensor is the same few passes for every
-norm (`_FoldedNorm`). None calls torch's functional norms: the study owns the arithmetic, and
-"torch_bn" in the registry is the built-in twin that checks it.
+Every layer is one `_Normalize`: per-(sample, channel) moments over (H, W) in one centred pass,
+pooled into batch, layer or group statistics on small (N, C)-sized tensors, then normalization and
+affine applied together as `x * scale + shift`. Its backward is derived by hand for all of them at
+once, so the work on the full tensor is the same few passes for every norm and the small-tensor
+work is a handful of ops, not an autograd graph. None calls torch's functional norms: the study
+owns the arithmetic, and "torch_bn" in the registry is the built-in twin that checks it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -18,99 +20,145 @@ from torch.autograd.function import once_differentiable
 
 from cifarlab.errors import CifarlabError
 
+Pool = Callable[[torch.Tensor], torch.Tensor]
+"""The mean of an (N, C, 1, 1) tensor over each normalization group's members, broadcastable back to
+(N, C, 1, 1): over samples for BN, over channels for LN, over a group's channels for GN, none for IN."""
 
-Fold = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+class Statistics(NamedTuple):
+    """The mean and 1/std that x is normalized with, each broadcastable to (N, C, 1, 1), and the `pool`
+    that made them from x's moments (None for running statistics, which do not depend on x)."""
+
+    mean: torch.Tensor
+    rstd: torch.Tensor
+    pool: Pool | None
 
 
-class _FoldedNorm(torch.autograd.Function):
-    """y = x * scale + shift, with (scale, shift) = fold(mean, var, *params) from x's per-(sample,
-    channel) mean and biased variance over (H, W), each (N, C, 1, 1).
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
 
-    All the work on the full tensor, shared by every norm: one reduction for the moments and one
-    multiply-add forward; two reductions and one multiply-add for dx backward. A norm only supplies
-    `fold`, arithmetic on N*C-element tensors, which backward differentiates with autograd. Written
-    by hand because on CPU `torch.var_mean` runs ~20x slower than mean-then-centred-square, and
-    autograd through the elementwise ops takes several more passes over x.
+
+class _Normalize(torch.autograd.Function):
+    """y = sum_s coef_s * (x - mean_s) * rstd_s + bias over the norm's statistics s (one; two for BIN),
+    with coef_s = weight * gate_s: gate 1, or rho and 1 - rho for BIN.
+
+    On the full tensor, forward makes one reduction for the moments and one multiply-add; backward
+    two reductions and one multiply-add. For a group S of m = |S| values normalized together and
+    g = dy * coef, the input gradient is the textbook rstd * (g - mean_S(g) - xhat * mean_S(g * xhat));
+    with the per-(n, c) sums of dy and dy * x, both group means are pools of (N, C)-sized tensors, so dx
+    is dy * scale - x * slope - offset with slope and offset per (n, c). Differentiating the (N, C)-sized
+    algebra by hand rather than with autograd halves the per-call cost, which dominates at batch size 8.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, fold: Fold, *params: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, norm: _AffineNorm, weight: torch.Tensor, bias: torch.Tensor,
+                rho: torch.Tensor | None) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)
         # Centring before squaring avoids the cancellation in E[x^2] - E[x]^2. The centred copy is
         # then reused as the output buffer: on CPU a fresh allocation costs about a pass over x.
-        y = x - mean
-        var = y.square_().mean(dim=(2, 3), keepdim=True)
-        leaves = [mean, var, *(p.detach() for p in params)]
-        for leaf in leaves:
-            leaf.requires_grad_()
-        with torch.enable_grad():
-            scale, shift = fold(*leaves)  # (1|N, C, 1, 1) each
-        # mul + add_ rather than addcmul: on CPU addcmul with two broadcast operands misses the
-        # vectorized loop and costs about twice as much for NCHW.
-        torch.mul(x, scale.detach(), out=y).add_(shift.detach())
-        ctx.save_for_backward(x)
-        ctx.small_graph = leaves, scale, shift
-        return y
+        out = x - mean
+        var = out.square_().mean(dim=(2, 3), keepdim=True)
+        sources = norm.statistics(mean, var, x.shape[2] * x.shape[3])
+        coefs = _coefficients(weight, rho)
+        # At batch size 8 these (N, C)-sized ops cost as much as the passes over x, so they are few.
+        scales = [coef * s.rstd for coef, s in zip(coefs, sources)]
+        scale = scales[0] if len(scales) == 1 else torch.add(*scales)
+        shift = bias.view(1, -1, 1, 1)
+        for source_scale, s in zip(scales, sources):
+            shift = torch.addcmul(shift, s.mean, source_scale, value=-1)
+        _affine_into(out, x, scale, shift)
+        ctx.save_for_backward(x, weight, rho)
+        ctx.sources, ctx.coefs, ctx.scale = sources, coefs, scale
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (x,) = ctx.saved_tensors
-        leaves, scale, shift = ctx.small_graph
+        x, weight, rho = ctx.saved_tensors
         dx = dy * x  # also the buffer for the input gradient below
-        dscale = dx.sum(dim=(2, 3), keepdim=True).sum_to_size(scale.shape)
-        dshift = dy.sum(dim=(2, 3), keepdim=True).sum_to_size(shift.shape)
-        # retain_graph so that an outer backward(retain_graph=True) can come through here again.
-        dmean, dvar, *dparams = torch.autograd.grad(
-            (scale, shift), leaves, (dscale, dshift), retain_graph=True, materialize_grads=True
-        )
+        sum_dyx = dx.sum(dim=(2, 3), keepdim=True)
+        sum_dy = dy.sum(dim=(2, 3), keepdim=True)
+        values = x.shape[2] * x.shape[3]  # per (n, c); a group has values * (its members)
+        # dx = dy * scale - x * slope - offset, each source adding its part of slope and offset.
+        slope = offset = None
+        dcoefs = []
+        for coef, s in zip(ctx.coefs, ctx.sources):
+            dy_centred = torch.addcmul(sum_dyx, s.mean, sum_dy, value=-1)  # sum of dy * (x - mean_s)
+            dcoefs.append((s.rstd * dy_centred).sum(0).view(-1))  # sum of dy * xhat_s per channel
+            if s.pool is None:  # running statistics: x reaches y only through dy * scale
+                continue
+            coef = coef / values
+            mean_g = s.pool(coef * sum_dy)  # mean_S(g), per (n, c)
+            # rstd * xhat * mean_S(g * xhat) = (x - mean_s) * source_slope
+            source_slope = s.pool(coef * dy_centred).mul_(s.rstd.pow(3))
+            source_offset = torch.addcmul(s.rstd * mean_g, s.mean, source_slope, value=-1)
+            slope = source_slope if slope is None else slope + source_slope
+            offset = source_offset if offset is None else offset + source_offset
+        dbias = sum_dy.sum(dim=(0, 2, 3))
+        if rho is None:
+            dweight, drho = dcoefs[0], None
+        else:
+            dbatch, dinstance = dcoefs
+            dweight, drho = torch.lerp(dinstance, dbatch, rho), weight * (dbatch - dinstance)
         if not ctx.needs_input_grad[0]:
-            return (None, None, *dparams)
-        # x reaches y directly (dy * scale) and through mean (d/dx = 1/HW) and var
-        # (d/dx = 2 (x - mean)/HW); the latter two are x * k1 + k0 per (n, c).
-        hw = x.shape[2] * x.shape[3]
-        k1 = dvar * (2 / hw)
-        k0 = dmean / hw - k1 * leaves[0].detach()
-        torch.mul(x, k1, out=dx).add_(k0).addcmul_(dy, scale.detach())
-        return (dx, None, *dparams)
+            return None, None, dweight, dbias, drho
+        _affine_into(dx, x, slope.neg(), offset.neg()).addcmul_(dy, ctx.scale)
+        return dx, None, dweight, dbias, drho
 
 
-def _folded_norm(x: torch.Tensor, fold: Fold, *params: torch.Tensor) -> torch.Tensor:
-    """x * scale + shift with (scale, shift) = fold(mean, var, *params); see `_FoldedNorm`.
+def _affine_into(out: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """out = x * scale + shift, scale and shift per (n, c), in whichever form is one fast pass for x's layout.
+
+    On CPU, addcmul with two broadcast operands is about 1.6x faster than mul + add_ for channels_last
+    but misses the vectorized loop for NCHW, where it is about 3x slower.
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.addcmul(shift, x, scale, out=out)
+    return torch.mul(x, scale, out=out).add_(shift)
+
+
+def _coefficients(weight: torch.Tensor, rho: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    weight = weight.view(1, -1, 1, 1)
+    if rho is None:
+        return (weight,)
+    rho = rho.view(1, -1, 1, 1)
+    return weight * rho, weight * (1 - rho)
+
+
+def _normalize(x: torch.Tensor, norm: _AffineNorm, rho: torch.Tensor | None = None) -> torch.Tensor:
+    """`norm`'s normalization of x; see `_Normalize`.
 
     Half-precision activations (bf16 autocast) are normalized in float32: their statistics would lose
     too many bits, and autocast does not reach inside a custom autograd Function.
     """
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    return _FoldedNorm.apply(x, fold, *params)
+    return _Normalize.apply(x, norm, norm.weight, norm.bias, rho)
 
 
-def _pool_moments(
-    mean: torch.Tensor, var: torch.Tensor, dim: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Combine equal-sized groups' means and biased variances along `dim` (keepdim).
+def _pool_moments(mean: torch.Tensor, var: torch.Tensor, pool: Pool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means and biased variances of whole groups from those of their equal-sized members.
 
-    Law of total variance: the pooled variance is the mean within-group variance plus the variance
-    of the group means. It turns the per-(n, c) moments into batch, layer or group moments without
-    another pass over x, and without reshaping (copying) a channels_last x.
+    Law of total variance: the pooled variance is the mean within-member variance plus the variance
+    of the member means. It needs no other pass over x and no reshaping (copying) of a channels_last x.
     """
-    pooled_mean = mean.mean(dim, keepdim=True)
-    pooled_var = (var + (mean - pooled_mean).square()).mean(dim, keepdim=True)
-    return pooled_mean, pooled_var
+    pooled_mean = pool(mean)
+    return pooled_mean, pool(var + (mean - pooled_mean).square())
 
 
-def _scale_shift(
-    mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold weight * (x - mean) / sqrt(var + eps) + bias into x * scale + shift."""
-    scale = weight.view(1, -1, 1, 1) * torch.rsqrt(var + eps)
-    shift = bias.view(1, -1, 1, 1) - mean * scale
-    return scale, shift
+def _over_samples(t: torch.Tensor) -> torch.Tensor:
+    return t.mean(0, keepdim=True)
+
+
+def _over_channels(t: torch.Tensor) -> torch.Tensor:
+    return t.mean(1, keepdim=True)
 
 
 class _AffineNorm(nn.Module):
-    """A norm with a per-channel affine weight (ones) and bias (zeros), shape (C,)."""
+    """A norm with a per-channel affine weight (ones) and bias (zeros), shape (C,).
+
+    Subclasses say which statistics x is normalized with (`statistics`); `_Normalize` does the rest.
+    """
 
     def __init__(self, num_channels: int, *, eps: float = 1e-5) -> None:
         super().__init__()
@@ -121,6 +169,18 @@ class _AffineNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _normalize(x, self)
+
+    def statistics(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> tuple[Statistics, ...]:
+        """What x is normalized with, from its per-(n, c) means and biased variances of `count` values
+        each. Runs inside `_Normalize.forward`, without autograd, so it may update buffers."""
+        raise NotImplementedError
+
+    def _pooled(self, mean: torch.Tensor, var: torch.Tensor, pool: Pool) -> Statistics:
+        mean, var = _pool_moments(mean, var, pool)
+        return Statistics(mean, torch.rsqrt(var + self.eps), pool)
 
 
 class _RunningStatsNorm(_AffineNorm):
@@ -138,24 +198,26 @@ class _RunningStatsNorm(_AffineNorm):
         return f"{super().extra_repr()}, momentum={self.momentum}"
 
     @staticmethod
-    def _values_per_channel(x: torch.Tensor) -> int:
-        """N * H * W, checked like torch does: one value per channel has no batch variance."""
+    def _check_batch(x: torch.Tensor) -> None:
+        """Checked like torch does: one value per channel has no batch variance."""
         n = x.numel() // x.shape[1]
         if n <= 1:
             raise ValueError(f"expected more than 1 value per channel when training, got {n}")
-        return n
 
-    def _track(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
-        """Fold a batch's (1, C, 1, 1) mean and biased variance of n values into running stats."""
-        with torch.no_grad():
-            self.running_mean.lerp_(mean.view(-1), self.momentum)
-            # torch keeps the unbiased variance for eval, though it normalizes with the biased one.
-            self.running_var.lerp_(var.view(-1) * (n / (n - 1)), self.momentum)
-            self.num_batches_tracked.add_(1)
+    def _batch_statistics(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> Statistics:
+        """Per-channel statistics over (N, H, W), which also move the running statistics."""
+        n = mean.shape[0] * count
+        mean, var = _pool_moments(mean, var, _over_samples)  # (1, C, 1, 1)
+        # No torch.no_grad() needed: `statistics` runs inside the autograd Function's forward.
+        self.running_mean.lerp_(mean.view(-1), self.momentum)
+        # torch keeps the unbiased variance for eval, though it normalizes with the biased one.
+        self.running_var.lerp_(var.view(-1) * (n / (n - 1)), self.momentum)
+        self.num_batches_tracked.add_(1)
+        return Statistics(mean, torch.rsqrt(var + self.eps), _over_samples)
 
-    def _running(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the running mean and variance as (1, C, 1, 1)."""
-        return self.running_mean.view(1, -1, 1, 1), self.running_var.view(1, -1, 1, 1)
+    def _running_statistics(self) -> Statistics:
+        return Statistics(self.running_mean.view(1, -1, 1, 1),
+                          torch.rsqrt(self.running_var.view(1, -1, 1, 1) + self.eps), None)
 
 
 class BatchNorm2d(_RunningStatsNorm):
@@ -167,17 +229,15 @@ class BatchNorm2d(_RunningStatsNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            # No batch statistics needed, so plain autograd ops will do.
-            scale, shift = _scale_shift(*self._running(), self.weight, self.bias, self.eps)
-            return x.mul(scale).add_(shift)
-        n = self._values_per_channel(x)
+            # Eval is a fixed per-channel affine map, so plain autograd ops will do.
+            running = self._running_statistics()
+            scale = self.weight.view(1, -1, 1, 1) * running.rstd
+            return x.mul(scale).add_(self.bias.view(1, -1, 1, 1) - running.mean * scale)
+        self._check_batch(x)
+        return _normalize(x, self)
 
-        def fold(in_mean, in_var, weight, bias):
-            mean, var = _pool_moments(in_mean, in_var, dim=0)  # (1, C, 1, 1)
-            self._track(mean, var, n)
-            return _scale_shift(mean, var, weight, bias, self.eps)
-
-        return _folded_norm(x, fold, self.weight, self.bias)
+    def statistics(self, mean, var, count):
+        return (self._batch_statistics(mean, var, count),)
 
 
 class InstanceNorm2d(_AffineNorm):
@@ -186,11 +246,8 @@ class InstanceNorm2d(_AffineNorm):
     Same in train and eval; no running statistics, like torch's default track_running_stats=False.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _folded_norm(x, self._fold, self.weight, self.bias)
-
-    def _fold(self, mean, var, weight, bias):
-        return _scale_shift(mean, var, weight, bias, self.eps)
+    def statistics(self, mean, var, count):
+        return (Statistics(mean, torch.rsqrt(var + self.eps), _identity),)
 
 
 class BatchInstanceNorm2d(_RunningStatsNorm):
@@ -207,25 +264,13 @@ class BatchInstanceNorm2d(_RunningStatsNorm):
         self.rho = nn.Parameter(torch.ones(num_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self._values_per_channel(x) if self.training else 0
+        if self.training:
+            self._check_batch(x)
+        return _normalize(x, self, self.rho)
 
-        def fold(in_mean, in_var, weight, bias, rho):
-            if self.training:
-                bn_mean, bn_var = _pool_moments(in_mean, in_var, dim=0)  # (1, C, 1, 1)
-                self._track(bn_mean, bn_var, n)
-            else:
-                bn_mean, bn_var = self._running()
-            # rho * x_bn + (1 - rho) * x_in is itself x * a + c per (n, c), so the gate folds into
-            # the scale/shift like the affine does.
-            rho = rho.view(1, -1, 1, 1)
-            bn_rstd = rho * torch.rsqrt(bn_var + self.eps)  # (1, C, 1, 1)
-            in_rstd = (1 - rho) * torch.rsqrt(in_var + self.eps)  # (N, C, 1, 1)
-            weight = weight.view(1, -1, 1, 1)
-            scale = weight * (bn_rstd + in_rstd)
-            shift = bias.view(1, -1, 1, 1) - weight * (bn_rstd * bn_mean + in_rstd * in_mean)
-            return scale, shift
-
-        return _folded_norm(x, fold, self.weight, self.bias, self.rho)
+    def statistics(self, mean, var, count):
+        batch = self._batch_statistics(mean, var, count) if self.training else self._running_statistics()
+        return batch, Statistics(mean, torch.rsqrt(var + self.eps), _identity)  # gated by rho, 1 - rho
 
 
 class LayerNorm2d(_AffineNorm):
@@ -234,12 +279,8 @@ class LayerNorm2d(_AffineNorm):
     This is torch's GroupNorm(1, C), not nn.LayerNorm over the last dimension.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _folded_norm(x, self._fold, self.weight, self.bias)
-
-    def _fold(self, mean, var, weight, bias):
-        mean, var = _pool_moments(mean, var, dim=1)  # (N, 1, 1, 1)
-        return _scale_shift(mean, var, weight, bias, self.eps)
+    def statistics(self, mean, var, count):
+        return (self._pooled(mean, var, _over_channels),)  # (N, 1, 1, 1)
 
 
 class GroupNorm2d(_AffineNorm):
@@ -257,18 +298,14 @@ class GroupNorm2d(_AffineNorm):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _folded_norm(x, self._fold, self.weight, self.bias)
+    def statistics(self, mean, var, count):
+        return (self._pooled(mean, var, self._over_groups),)
 
-    def _fold(self, mean, var, weight, bias):
-        n, c = mean.shape[:2]
-        g = self.groups
-        grouped = (mean.view(n, g, c // g), var.view(n, g, c // g))
-        mean, var = _pool_moments(*grouped, dim=2)  # (N, G, 1)
-        # Each group's statistics repeated for its C/G channels: (N, G, C/G) -> (N, C, 1, 1).
-        mean = mean.expand(n, g, c // g).reshape(n, c, 1, 1)
-        var = var.expand(n, g, c // g).reshape(n, c, 1, 1)
-        return _scale_shift(mean, var, weight, bias, self.eps)
+    def _over_groups(self, t: torch.Tensor) -> torch.Tensor:
+        """Each group's mean, repeated for its C/G channels: (N, C, 1, 1) -> (N, G, C/G) -> (N, C, 1, 1)."""
+        n, c = t.shape[:2]
+        grouped = t.reshape(n, self.groups, c // self.groups)
+        return grouped.mean(2, keepdim=True).expand_as(grouped).reshape(n, c, 1, 1)
 
 
 class NoNorm(nn.Module):
