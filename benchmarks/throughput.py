@@ -1,13 +1,16 @@
 """Training throughput of ResNet-14 per norm and batch size: our input path vs the usual one vs the model alone.
 
-(a) ours:   the split resident on the device as uint8, batched crop/flip, the training loop's own step;
-(b) usual:  a torchvision-style Dataset of PIL images with RandomCrop/RandomHorizontalFlip/ToTensor/
-            Normalize transforms behind a DataLoader, feeding the same step;
-(c) model:  the same step on one resident, already-normalized batch (the compute limit).
+(a)  ours:   the split resident on the device as uint8, batched crop/flip, the training loop's own step
+            (channels_last, losses and correct counts read once per epoch);
+(b)  usual:  the pipeline as tutorials write it: a torchvision-style Dataset of PIL images with
+            RandomCrop/RandomHorizontalFlip/ToTensor/Normalize behind a DataLoader, and the textbook loop
+            (default NCHW layout, loss and accuracy read every step);
+(b') usual loader, our step: (b)'s DataLoader feeding (a)'s step, which isolates the input path;
+(c)  model:  (a)'s step on one resident, already-normalized batch (the compute limit).
 A second table times each from-scratch norm's step against its built-in twin on the path (c).
 
 Every figure is images/s measured in this one process, each configuration alternated with its rivals,
-median of the rounds. Usage: python benchmarks/throughput.py [--device auto] [--out FILE]
+median of the rounds. Usage: python benchmarks/throughput.py [--device auto] [--compile MODE] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -31,7 +35,7 @@ from cifarlab.cli import resolve_device
 from cifarlab.config import ModelConfig, TrainConfig
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import CifarResNet, build_model
-from cifarlab.norms import NORM_LAYERS, get_norm_layer
+from cifarlab.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
 from cifarlab.training import Stepper, build_optimizer
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -69,15 +73,42 @@ def train_config(batch_size: int) -> TrainConfig:
                        train_images=0, val_images=0, eval_batch_size=1024)
 
 
-def images_per_s(stepper: Stepper, batches: Callable[[], Iterable], steps: int, batch_size: int,
+Train = Callable[[Iterable[tuple[torch.Tensor, torch.Tensor]]], object]
+
+
+def images_per_s(train: Train, batches: Callable[[], Iterable], steps: int, batch_size: int,
                  device: torch.device) -> float:
-    """Run `steps` steps (after 3 warm-up steps) and return images per second."""
-    stepper.run(itertools.islice(batches(), 3))
+    """Train on `steps` batches (after 3 warm-up steps) and return images per second."""
+    train(itertools.islice(batches(), 3))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    stepper.run(itertools.islice(batches(), steps))  # run() reads its sums once: one sync at the end
+    train(itertools.islice(batches(), steps))  # both loops read the device before they return
     return steps * batch_size / (time.perf_counter() - started)
+
+
+class TextbookLoop:
+    """The training loop as tutorials write it, on the model as built: NCHW, loss and accuracy read every step."""
+
+    def __init__(self, model: nn.Module, batch_size: int, device: torch.device) -> None:
+        self.model, self.device = model.to(device), device
+        self.optimizer = build_optimizer(model, train_config(batch_size))
+        self.gates = gate_parameters(model)
+
+    def __call__(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
+        self.model.train()
+        running_loss, correct = 0.0, 0
+        for images, labels in batches:
+            images, labels = images.to(self.device), labels.to(self.device)
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, labels)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            clip_gates_(self.gates)  # BIN's rule, so that its step does the same work as ours
+            running_loss += loss.item() * labels.size(0)
+            correct += int((logits.argmax(1) == labels).sum().item())
+        return running_loss, correct
 
 
 def make_stepper(model: nn.Module, batch_size: int, device: torch.device, options: dict) -> Stepper:
@@ -91,9 +122,11 @@ def make_stepper(model: nn.Module, batch_size: int, device: torch.device, option
 def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
                 data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> dict[str, float]:
     images, labels = data
-    torch.manual_seed(0)
     config = ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS)
+    torch.manual_seed(0)
     stepper = make_stepper(build_model(config), batch_size, device, options)
+    torch.manual_seed(0)
+    textbook = TextbookLoop(build_model(config), batch_size, device)
     resident = ResidentDataset(images, labels, device)
     normalize = Normalizer(MEAN, STD, device, channels_last=stepper.channels_last)
     loader = usual_loader(images, labels, batch_size, workers, device.type == "cuda")
@@ -103,17 +136,20 @@ def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: tor
     def ours():
         return resident.train_batches(batch_size, 0, next(epochs), normalize)
 
-    def usual():
+    def usual_for_our_step():
         return ((x.to(device, non_blocking=True).contiguous(memory_format=normalize.memory_format),
                  y.to(device, non_blocking=True)) for x, y in loader)
 
     def model_only():
         return itertools.repeat(fixed)
 
-    samples: dict[str, list[float]] = {"ours": [], "usual": [], "model": []}
-    for _ in range(rounds):  # alternated, so drifting machine load hits all three alike
-        for name, batches in (("ours", ours), ("usual", usual), ("model", model_only)):
-            samples[name].append(images_per_s(stepper, batches, steps, batch_size, device))
+    paths: dict[str, tuple[Train, Callable[[], Iterable]]] = {
+        "ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
+        "usual_loader": (stepper.run, usual_for_our_step), "model": (stepper.run, model_only)}
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):  # alternated, so drifting machine load hits all paths alike
+        for name, (train, batches) in paths.items():
+            samples[name].append(images_per_s(train, batches, steps, batch_size, device))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -156,8 +192,32 @@ def bench_twins(norm: str, batch_size: int, steps: int, rounds: int, device: tor
     rates: dict[str, list[float]] = {"ours": [], "twin": []}
     for _ in range(rounds):
         for name, stepper in steppers.items():
-            rates[name].append(images_per_s(stepper, lambda: itertools.repeat((x, y)), steps, batch_size, device))
+            rates[name].append(images_per_s(stepper.run, lambda: itertools.repeat((x, y)), steps, batch_size,
+                                            device))
     return statistics.median(rates["twin"]) / statistics.median(rates["ours"])  # = ours' step time / twin's
+
+
+def bench_compile(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device, options: dict,
+                  mode: str) -> tuple[float, float, float]:
+    """(eager img/s, compiled img/s, seconds to compile) of the step alone (path c)."""
+    config = ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS)
+    steppers = {}
+    for name, compile_mode in (("eager", "none"), ("compiled", mode)):
+        torch.manual_seed(0)
+        steppers[name] = make_stepper(build_model(config), batch_size, device, {**options, "compile_mode": compile_mode})
+    memory_format = torch.channels_last if steppers["eager"].channels_last else torch.contiguous_format
+    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    torch._dynamo.reset()
+    started = time.perf_counter()
+    steppers["compiled"].run([(x, y)] * 3)  # compiles, then warms up (CUDA graphs record on later calls)
+    compile_seconds = time.perf_counter() - started
+    rates: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(rounds):
+        for name, stepper in steppers.items():
+            rates[name].append(images_per_s(stepper.run, lambda: itertools.repeat((x, y)), steps, batch_size,
+                                            device))
+    return statistics.median(rates["eager"]), statistics.median(rates["compiled"]), compile_seconds
 
 
 def hardware(device: torch.device) -> str:
@@ -177,8 +237,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--images", type=int, default=2048, help="synthetic uint8 training images")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--twin-rounds", type=int, default=5,
+                        help="rounds for the twin table, whose ratios are closer to 1 and need more")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the usual path")
     parser.add_argument("--norms", default=",".join(NORM_LAYERS))
+    parser.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
+                        help="also time the step alone under torch.compile in this mode (each compile "
+                             "takes tens of seconds on a CPU)")
     parser.add_argument("--out", type=Path, help="also write the tables (Markdown) here")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -191,24 +256,38 @@ def main() -> None:
 
     lines = [f"# Training throughput, ResNet-14 (n=2), {device.type}: {hardware(device)}", "",
              f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             f"median of {args.rounds} alternated rounds; usual path: DataLoader with {args.workers} workers; "
+             f"median of {args.rounds} alternated rounds ({args.twin_rounds} for the twins); (b) and (b') "
+             f"use a DataLoader with {args.workers} workers; "
              f"options {options}.", "",
-             "| norm | batch | (a) ours img/s | (b) usual img/s | (c) model alone img/s | (a)/(b) | (a)/(c) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| norm | batch | (a) ours img/s | (b) usual img/s | (b') usual loader, our step img/s | "
+             "(c) model alone img/s | (a)/(b) | (a)/(b') | (a)/(c) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for batch_size in (128, 8):
         for norm in norms:
             r = bench_paths(norm, batch_size, steps[batch_size], args.rounds, device, data, args.workers, options)
-            lines.append(f"| {norm} | {batch_size} | {r['ours']:.0f} | {r['usual']:.0f} | {r['model']:.0f} | "
-                         f"{r['ours'] / r['usual']:.2f} | {r['ours'] / r['model']:.2f} |")
+            lines.append(f"| {norm} | {batch_size} | {r['ours']:.0f} | {r['usual']:.0f} | {r['usual_loader']:.0f} | "
+                         f"{r['model']:.0f} | {r['ours'] / r['usual']:.2f} | {r['ours'] / r['usual_loader']:.2f} | "
+                         f"{r['ours'] / r['model']:.2f} |")
             print(lines[-1], flush=True)
     lines += ["", "Step time of each from-scratch norm over its built-in twin (same model and batch; path c):", "",
               "| norm | built-in twin | batch 128 | batch 8 |", "| --- | --- | ---: | ---: |"]
     twin_names = {"bn": "nn.BatchNorm2d", "in": "nn.InstanceNorm2d(affine)", "bin": "nn.BatchNorm2d + nn.InstanceNorm2d",
                   "ln": "nn.GroupNorm(1, C)", "gn": f"nn.GroupNorm({GROUPS}, C)"}
     for norm in [n for n in norms if n in BUILTIN_TWINS]:
-        ratios = [bench_twins(norm, bs, steps[bs], args.rounds, device, options) for bs in (128, 8)]
+        ratios = [bench_twins(norm, bs, 2 * steps[bs], args.twin_rounds, device, options) for bs in (128, 8)]
         lines.append(f"| {norm} | {twin_names[norm]} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
         print(lines[-1], flush=True)
+    if args.compile != "none":
+        lines += ["", f"The step alone (path c), eager vs torch.compile(mode={args.compile!r}):", "",
+                  "| norm | batch | eager img/s | compiled img/s | compiled/eager | compile s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for batch_size in (128, 8):
+            for norm in norms:
+                eager, compiled, seconds = bench_compile(norm, batch_size, steps[batch_size], args.rounds, device,
+                                                         options, args.compile)
+                lines.append(f"| {norm} | {batch_size} | {eager:.0f} | {compiled:.0f} | {compiled / eager:.2f} | "
+                             f"{seconds:.0f} |")
+                print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

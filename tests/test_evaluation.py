@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifarlab.evaluation import Predictions, classification_metrics, predict
+from cifarlab.evaluation import Predictions, classification_metrics, eval_batch_size_for, predict
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import CifarResNet
 
@@ -122,3 +122,10 @@ def test_predict_leaves_batch_norm_running_statistics_untouched():
     predict(model, dataset, normalize, batch_size=2)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_eval_batch_size_zero_is_chosen_for_the_device_and_a_set_size_is_kept():
+    assert eval_batch_size_for(0, CPU) == 128
+    assert eval_batch_size_for(0, torch.device("cuda")) == 1024
+    assert eval_batch_size_for(64, CPU) == 64
+    assert eval_batch_size_for(64, torch.device("cuda")) == 64

@@ -21,7 +21,6 @@ from cifarlab.errors import CifarlabError
 
 NORM_NAMES = ("torch_bn", "bn", "in", "bin", "ln", "gn", "nn")
 RESNET_WIDTHS = (16, 32, 64)
-COMPILABLE_NORMS = ("torch_bn", "nn")  # torch.compile traces these; see performance.compile
 
 
 def _spec(*, min: float | None = None, max: float | None = None, above: float | None = None,
@@ -61,7 +60,7 @@ class TrainConfig:
     patience: int = field(metadata=_spec(min=1))
     train_images: int = field(metadata=_spec(min=0))
     val_images: int = field(metadata=_spec(min=0))
-    eval_batch_size: int = field(metadata=_spec(min=1))
+    eval_batch_size: int = field(metadata=_spec(min=0))
 
     @property
     def effective_lr(self) -> float:
@@ -246,10 +245,6 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
             where = f"{key}.groups" if "groups" in entry else "model.groups"
             raise CifarlabError(f"{where}: GroupNorm groups={model.groups} must divide the ResNet widths "
                                 f"{', '.join(map(str, RESNET_WIDTHS))} (run {name})")
-    if performance.compile != "none" and model.norm not in COMPILABLE_NORMS:
-        raise CifarlabError(f"performance.compile: {performance.compile!r} does not work with norm "
-                            f"{model.norm!r} (run {name}): the from-scratch norms' hand-written autograd "
-                            f"recompiles on every call; use compile: none, or norms {', '.join(COMPILABLE_NORMS)}")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
     return RunConfig(name=name, seed=seed, model=model, train=train, performance=performance)

@@ -40,6 +40,15 @@ class Predictions:
         return {f"q{round(p * 100):02d}": v for p, v in zip(FEATURE_QUANTILES, values)}
 
 
+def eval_batch_size_for(requested: int, device: torch.device) -> int:
+    """`train.eval_batch_size`, where 0 means the size that is fastest for the device: large batches keep a
+    GPU busy, while on a CPU batches of 128 keep a ResNet's activations in cache (measured 1.3-1.9x faster
+    than 1024). Inference is per image, so the size does not change results."""
+    if requested:
+        return requested
+    return 128 if device.type == "cpu" else 1024
+
+
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataset: ResidentDataset, normalize: Normalizer,
             batch_size: int) -> Predictions:
@@ -72,7 +81,7 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
     model, saved = load_model(model_path, device)
     split = load_split(split_dir)
     normalize = Normalizer(split.mean, split.std, device)
-    batch_size = saved["run"]["train"]["eval_batch_size"]
+    batch_size = eval_batch_size_for(saved["run"]["train"]["eval_batch_size"], device)
     metrics: dict[str, Any] = {**saved["summary"]}
     test_true = test_pred = None
     for name, images, labels in (("train", split.x_train, split.y_train), ("val", split.x_val, split.y_val),

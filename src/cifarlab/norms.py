@@ -66,7 +66,7 @@ class _Normalize(torch.autograd.Function):
         shift = bias.view(1, -1, 1, 1)
         for source_scale, s in zip(scales, sources):
             shift = torch.addcmul(shift, s.mean, source_scale, value=-1)
-        _affine_into(out, x, scale, shift)
+        _affine(x, scale, shift, out=out)
         ctx.save_for_backward(x, weight, rho)
         ctx.sources, ctx.coefs, ctx.scale = sources, coefs, scale
         return out
@@ -102,12 +102,14 @@ class _Normalize(torch.autograd.Function):
             dweight, drho = torch.lerp(dinstance, dbatch, rho), weight * (dbatch - dinstance)
         if not ctx.needs_input_grad[0]:
             return None, None, dweight, dbias, drho
-        _affine_into(dx, x, slope.neg(), offset.neg()).addcmul_(dy, ctx.scale)
+        _affine(x, slope.neg(), offset.neg(), out=dx).addcmul_(dy, ctx.scale)
         return dx, None, dweight, dbias, drho
 
 
-def _affine_into(out: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """out = x * scale + shift, scale and shift per (n, c), in whichever form is one fast pass for x's layout.
+def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, *, out: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """x * scale + shift (into `out` if given), scale and shift per (n, c), in whichever form is one fast
+    pass for x's layout.
 
     On CPU, addcmul with two broadcast operands is about 1.6x faster than mul + add_ for channels_last
     but misses the vectorized loop for NCHW, where it is about 3x slower.
@@ -232,7 +234,7 @@ class BatchNorm2d(_RunningStatsNorm):
             # Eval is a fixed per-channel affine map, so plain autograd ops will do.
             running = self._running_statistics()
             scale = self.weight.view(1, -1, 1, 1) * running.rstd
-            return x.mul(scale).add_(self.bias.view(1, -1, 1, 1) - running.mean * scale)
+            return _affine(x, scale, torch.addcmul(self.bias.view(1, -1, 1, 1), running.mean, scale, value=-1))
         self._check_batch(x)
         return _normalize(x, self)
 

@@ -25,7 +25,7 @@ from cifarlab.checkpoints import save_model
 from cifarlab.config import PerformanceConfig, RunConfig, TrainConfig
 from cifarlab.data import Split, load_split, split_sha256
 from cifarlab.errors import Interrupted
-from cifarlab.evaluation import predict
+from cifarlab.evaluation import eval_batch_size_for, predict
 from cifarlab.io import atomic_path
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
@@ -244,6 +244,7 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
     The caller's state only ever advances to one that is on disk, so an interruption can name it.
     """
     cfg, model, scheduler = run.train, stepper.model, stepper.scheduler
+    eval_batch_size = eval_batch_size_for(cfg.eval_batch_size, stepper.device)
     while state.status == "running":
         epoch = state.epoch + 1
         started = time.perf_counter()
@@ -251,7 +252,7 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
             train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize))
         train_seconds = time.perf_counter() - started
         with stepper.autocast():
-            val = predict(model, val_data, normalize, cfg.eval_batch_size)
+            val = predict(model, val_data, normalize, eval_batch_size)
         val_loss, val_error = val.loss_and_error()
         quantiles = val.feature_quantiles()
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_error": 1.0 - train_correct / seen,
