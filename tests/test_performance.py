@@ -451,3 +451,25 @@ def test_stepper_bf16_channels_last_on_cuda_tracks_cpu_float32_on_the_same_batch
     cpu_losses = [on_cpu.run([batch])[0] / 8 for batch in host_batches]
     gpu_losses = [on_gpu.run([batch])[0] / 8 for batch in device_batches]
     assert gpu_losses == pytest.approx(cpu_losses, abs=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("norm", ["bn", "bin", "gn"])
+def test_stepper_compiled_with_cuda_graphs_gives_the_eager_losses_weights_and_buffers(norm):
+    cuda = torch.device("cuda")
+    batches = _normalized(_uint8_batches((8, 8, 8, 8)), channels_last=True, device=cuda)
+    model = _tiny_model(norm).to(cuda)
+    twin = copy.deepcopy(model)
+    graphed = _stepper(model, device=cuda, channels_last=True, compile_mode="reduce-overhead")
+    eager = _stepper(twin, device=cuda, channels_last=True)
+    torch._dynamo.reset()
+    try:
+        graphed_losses = [graphed.run([batch])[0] for batch in batches]  # records, then replays the graph
+    finally:
+        torch._dynamo.reset()
+    eager_losses = [eager.run([batch])[0] for batch in batches]
+    assert graphed_losses == pytest.approx(eager_losses, rel=1e-3)
+    _assert_same_parameters(model, twin, rtol=1e-3, atol=1e-4)
+    for (name, ours), theirs in zip(model.named_buffers(), twin.buffers()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-4, msg=name)
