@@ -92,6 +92,28 @@ def images_per_s(train: Train, batches: Callable[[], Iterable], steps: int, batc
     return steps * batch_size / (time.perf_counter() - started)
 
 
+TrainingPath = tuple[Train, Callable[[], Iterable]]  # a way to train and the batches it trains on
+
+
+def best_of_alternated(paths: dict[str, TrainingPath], steps: int, batch_size: int, rounds: int,
+                       device: torch.device) -> dict[str, float]:
+    """Images/s of each path, alternated round by round so drifting machine load hits all alike; the best
+    round of each, since interference only ever slows a round down."""
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, (train, batches) in paths.items():
+            samples[name].append(images_per_s(train, batches, steps, batch_size, device))
+    return {name: max(values) for name, values in samples.items()}
+
+
+def one_batch(stepper: Stepper, batch_size: int, device: torch.device) -> Callable[[], Iterable]:
+    """One synthetic, already-normalized batch in the stepper's layout, repeated: the model alone."""
+    memory_format = torch.channels_last if stepper.channels_last else torch.contiguous_format
+    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    return lambda: itertools.repeat((x, y))
+
+
 class TextbookLoop:
     """The training loop as tutorials write it, on the model as built: NCHW, loss and accuracy read every step."""
 
@@ -116,6 +138,12 @@ class TextbookLoop:
         return running_loss, correct
 
 
+def resnet14(norm: str) -> nn.Module:
+    """The benchmarked model, initialised from seed 0 so that every path starts from the same weights."""
+    torch.manual_seed(0)
+    return build_model(ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS))
+
+
 def make_stepper(model: nn.Module, batch_size: int, device: torch.device, options: dict) -> Stepper:
     model = model.to(device)
     train = train_config(batch_size)
@@ -127,11 +155,8 @@ def make_stepper(model: nn.Module, batch_size: int, device: torch.device, option
 def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
                 data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> dict[str, float]:
     images, labels = data
-    config = ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS)
-    torch.manual_seed(0)
-    stepper = make_stepper(build_model(config), batch_size, device, options)
-    torch.manual_seed(0)
-    textbook = TextbookLoop(build_model(config), batch_size, device)
+    stepper = make_stepper(resnet14(norm), batch_size, device, options)
+    textbook = TextbookLoop(resnet14(norm), batch_size, device)
     resident = ResidentDataset(images, labels, device)
     normalize = Normalizer(MEAN, STD, device, channels_last=stepper.channels_last)
     loader = usual_loader(images, labels, batch_size, workers, device.type == "cuda")
@@ -148,14 +173,9 @@ def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: tor
     def model_only():
         return itertools.repeat(fixed)
 
-    paths: dict[str, tuple[Train, Callable[[], Iterable]]] = {
-        "ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
-        "usual_loader": (stepper.run, usual_for_our_step), "model": (stepper.run, model_only)}
-    samples: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(rounds):  # alternated, so drifting machine load hits all paths alike
-        for name, (train, batches) in paths.items():
-            samples[name].append(images_per_s(train, batches, steps, batch_size, device))
-    return {name: max(values) for name, values in samples.items()}
+    return best_of_alternated({"ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
+                               "usual_loader": (stepper.run, usual_for_our_step),
+                               "model": (stepper.run, model_only)}, steps, batch_size, rounds, device)
 
 
 class TorchBatchInstanceNorm(nn.Module):
@@ -191,38 +211,25 @@ def bench_twins(norm: str, batch_size: int, steps: int, rounds: int, device: tor
     for name, layer in (("ours", get_norm_layer(norm, groups=GROUPS)), ("twin", BUILTIN_TWINS[norm])):
         torch.manual_seed(0)
         steppers[name] = make_stepper(CifarResNet(2, 10, layer), batch_size, device, options)
-    x = torch.randn(batch_size, 3, 32, 32, device=device)
-    x = x.contiguous(memory_format=torch.channels_last if steppers["ours"].channels_last else torch.contiguous_format)
-    y = torch.randint(0, 10, (batch_size,), device=device)
-    rates: dict[str, list[float]] = {"ours": [], "twin": []}
-    for _ in range(rounds):
-        for name, stepper in steppers.items():
-            rates[name].append(images_per_s(stepper.run, lambda: itertools.repeat((x, y)), steps, batch_size,
-                                            device))
-    return max(rates["twin"]) / max(rates["ours"])  # = ours' step time / twin's
+    batches = one_batch(steppers["ours"], batch_size, device)
+    rates = best_of_alternated({name: (stepper.run, batches) for name, stepper in steppers.items()},
+                               steps, batch_size, rounds, device)
+    return rates["twin"] / rates["ours"]  # = ours' step time / twin's
 
 
 def bench_compile(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device, options: dict,
                   mode: str) -> tuple[float, float, float]:
     """(eager img/s, compiled img/s, seconds to compile) of the step alone (path c)."""
-    config = ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS)
-    steppers = {}
-    for name, compile_mode in (("eager", "none"), ("compiled", mode)):
-        torch.manual_seed(0)
-        steppers[name] = make_stepper(build_model(config), batch_size, device, {**options, "compile_mode": compile_mode})
-    memory_format = torch.channels_last if steppers["eager"].channels_last else torch.contiguous_format
-    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 10, (batch_size,), device=device)
+    steppers = {name: make_stepper(resnet14(norm), batch_size, device, {**options, "compile_mode": compile_mode})
+                for name, compile_mode in (("eager", "none"), ("compiled", mode))}
+    batches = one_batch(steppers["eager"], batch_size, device)
     torch._dynamo.reset()
     started = time.perf_counter()
-    steppers["compiled"].run([(x, y)] * 3)  # compiles, then warms up (CUDA graphs record on later calls)
+    steppers["compiled"].run(itertools.islice(batches(), 3))  # compiles, then warms up (CUDA graphs record later)
     compile_seconds = time.perf_counter() - started
-    rates: dict[str, list[float]] = {"eager": [], "compiled": []}
-    for _ in range(rounds):
-        for name, stepper in steppers.items():
-            rates[name].append(images_per_s(stepper.run, lambda: itertools.repeat((x, y)), steps, batch_size,
-                                            device))
-    return max(rates["eager"]), max(rates["compiled"]), compile_seconds
+    rates = best_of_alternated({name: (stepper.run, batches) for name, stepper in steppers.items()},
+                               steps, batch_size, rounds, device)
+    return rates["eager"], rates["compiled"], compile_seconds
 
 
 def hardware(device: torch.device) -> str:

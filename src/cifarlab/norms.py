@@ -184,6 +184,10 @@ class _AffineNorm(nn.Module):
         mean, var = _pool_moments(mean, var, pool)
         return Statistics(mean, torch.rsqrt(var + self.eps), pool)
 
+    def _per_instance(self, mean: torch.Tensor, var: torch.Tensor) -> Statistics:
+        """The per-(n, c) moments themselves: nothing to pool."""
+        return Statistics(mean, torch.rsqrt(var + self.eps), _identity)
+
 
 class _RunningStatsNorm(_AffineNorm):
     """An affine norm that also keeps batch statistics for eval, under torch's buffer names."""
@@ -249,7 +253,7 @@ class InstanceNorm2d(_AffineNorm):
     """
 
     def statistics(self, mean, var, count):
-        return (Statistics(mean, torch.rsqrt(var + self.eps), _identity),)
+        return (self._per_instance(mean, var),)
 
 
 class BatchInstanceNorm2d(_RunningStatsNorm):
@@ -272,7 +276,7 @@ class BatchInstanceNorm2d(_RunningStatsNorm):
 
     def statistics(self, mean, var, count):
         batch = self._batch_statistics(mean, var, count) if self.training else self._running_statistics()
-        return batch, Statistics(mean, torch.rsqrt(var + self.eps), _identity)  # gated by rho, 1 - rho
+        return batch, self._per_instance(mean, var)  # gated by rho, 1 - rho
 
 
 class LayerNorm2d(_AffineNorm):
