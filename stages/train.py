@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from cifarlab.cli import configure_torch, read_study, resolve_device, run_stage
+from cifarlab.cli import check_compile_toolchain, configure_torch, read_study, resolve_device, run_stage
 from cifarlab.training import train_and_save
 
 
@@ -17,9 +17,10 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     study = read_study()
     run = study.run(args.run)
+    device = resolve_device(study.device)
+    check_compile_toolchain(run.performance, device)
     configure_torch(run.performance)
-    train_and_save(run, args.split, resolve_device(study.device), model_path=args.model, live_dir=args.live,
-                   resume_path=args.checkpoint)
+    train_and_save(run, args.split, device, model_path=args.model, live_dir=args.live, resume_path=args.checkpoint)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ def stage(name: str, *args: str) -> list[str]:
     return [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args]
 
 
-def run_in(cwd: Path, cmd: list[str]) -> subprocess.CompletedProcess:
+def run_in(cwd: Path, cmd: list[str], **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src"),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **extra_env}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
@@ -190,6 +190,16 @@ def test_a_bad_params_file_stops_the_stage_with_one_line_naming_the_key(params_e
     # missing split `x`, with a line about x/arrays.npz instead.
     assert_one_line_user_error(result, *names)
     assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml"]  # no x, y, z, w, raw: no work done
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_stops_with_one_line_before_any_work(tmp_path):
+    params = repo_params()
+    params["device"] = "cpu"
+    params["performance"]["compile"] = "default"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run_in(tmp_path, stage("train", "bn-128", *TRAIN_OUTPUTS), CXX="no-such-cxx")
+    assert_one_line_user_error(result, "performance.compile", "no-such-cxx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def test_the_valid_params_file_gets_past_validation(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -58,6 +59,17 @@ def configure_torch(performance: PerformanceConfig) -> None:
     torch.use_deterministic_algorithms(performance.deterministic)
     # Autotuning picks the fastest convolution per shape, which may differ between runs.
     torch.backends.cudnn.benchmark = not performance.deterministic
+
+
+def check_compile_toolchain(performance: PerformanceConfig, device: torch.device) -> None:
+    """torch.compile on a CPU builds C++ kernels with the compiler inductor looks for ($CXX, else g++, or
+    clang++ on macOS); without one it fails mid-run with a long traceback, so say so before any work."""
+    if performance.compile == "none" or device.type != "cpu":
+        return
+    compiler = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
+    if shutil.which(compiler) is None:
+        raise CifarlabError(f"performance.compile: {performance.compile!r} on a CPU needs the C++ compiler "
+                            f"{compiler!r} (or $CXX) on PATH, and there is none; install one or use compile: none")
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
