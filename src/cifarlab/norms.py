@@ -128,14 +128,19 @@ def _coefficients(weight: torch.Tensor, rho: torch.Tensor | None) -> tuple[torch
 
 
 def _normalize(x: torch.Tensor, norm: _AffineNorm, rho: torch.Tensor | None = None) -> torch.Tensor:
-    """`norm`'s normalization of x; see `_Normalize`.
+    """`norm`'s normalization of x, in x's dtype; see `_Normalize`.
 
-    Half-precision activations (bf16 autocast) are normalized in float32: their statistics would lose
-    too many bits, and autocast does not reach inside a custom autograd Function.
+    Half-precision activations (bf16 autocast) are normalized in float32, because their statistics
+    would lose too many bits and autocast does not reach inside a custom autograd Function, then
+    handed on in their own dtype, as torch's BatchNorm does: the ReLU, the residual add and the next
+    convolution then move half the bytes and need no cast.
     """
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    return _Normalize.apply(x, norm, norm.weight, norm.bias, rho)
+    return _Normalize.apply(_at_least_float32(x), norm, norm.weight, norm.bias, rho).to(x.dtype)
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x upcast to float32 if it is half precision; float32 and float64 as they are."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _pool_moments(mean: torch.Tensor, var: torch.Tensor, pool: Pool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,10 +240,12 @@ class BatchNorm2d(_RunningStatsNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            # Eval is a fixed per-channel affine map, so plain autograd ops will do.
+            # Eval is a fixed per-channel affine map, so plain autograd ops will do, in float32 as in
+            # training: a bf16 x with float32 scale and shift would take a slow mixed-dtype path.
             running = self._running_statistics()
             scale = self.weight.view(1, -1, 1, 1) * running.rstd
-            return _affine(x, scale, torch.addcmul(self.bias.view(1, -1, 1, 1), running.mean, scale, value=-1))
+            shift = torch.addcmul(self.bias.view(1, -1, 1, 1), running.mean, scale, value=-1)
+            return _affine(_at_least_float32(x), scale, shift).to(x.dtype)
         self._check_batch(x)
         return _normalize(x, self)
 
