@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import warnings
 from collections.abc import Callable
 
@@ -21,8 +20,9 @@ import torch.nn.functional as F
 from scipy.stats import chi2, chi2_contingency, chisquare
 from torch import nn
 
-from cifarlab.cli import configure_torch
+from cifarlab.cli import check_compile_toolchain, configure_torch
 from cifarlab.config import PerformanceConfig
+from cifarlab.errors import CifarlabError
 from cifarlab.loader import EpochPlan, Normalizer, ResidentDataset, crop_flip
 from cifarlab.models import CifarResNet
 from cifarlab.norms import (
@@ -350,8 +350,11 @@ def test_norm_of_a_bf16_input_is_bf16_and_equals_the_rounded_norm_of_the_float32
 
 
 def _needs_cxx() -> None:
-    if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
-        pytest.skip("torch.compile's CPU backend needs a C++ compiler, and none is on PATH")
+    try:
+        check_compile_toolchain(PerformanceConfig(channels_last=True, bf16=False, deterministic=False,
+                                                  compile="default"), CPU)
+    except CifarlabError as missing:
+        pytest.skip(str(missing))
 
 
 @pytest.mark.slow
