@@ -9,9 +9,11 @@
 (c)  model:  (a)'s step on one resident, already-normalized batch (the compute limit).
 A second table times each from-scratch norm's step against its built-in twin on the path (c).
 
-Every figure is images/s measured in this one process, each configuration alternated with its rivals,
-the best of the rounds: on a shared or virtual machine interference only ever slows a round down, so
-the fastest round is the least disturbed measure of each path (as timeit's documentation advises). Usage: python benchmarks/throughput.py [--device auto] [--compile MODE] [--out FILE]
+Every figure is measured in this one process. Each round takes every path of a comparison back to
+back, so a ratio is computed within a round, where the machine's drift (tens of percent between minutes
+on a shared virtual machine) moves both of its terms alike; the tables give the median of the rounds'
+ratios with their range, and the median images/s of each path. Usage:
+python benchmarks/throughput.py [--device auto] [--rounds N] [--compile MODE] [--out FILE]
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import platform
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -95,15 +99,37 @@ def images_per_s(train: Train, batches: Callable[[], Iterable], steps: int, batc
 TrainingPath = tuple[Train, Callable[[], Iterable]]  # a way to train and the batches it trains on
 
 
-def best_of_alternated(paths: dict[str, TrainingPath], steps: int, batch_size: int, rounds: int,
-                       device: torch.device) -> dict[str, float]:
-    """Images/s of each path, alternated round by round so drifting machine load hits all alike; the best
-    round of each, since interference only ever slows a round down."""
-    samples: dict[str, list[float]] = {name: [] for name in paths}
+class Rounds(dict[str, list[float]]):
+    """Images/s of each path in every round, the paths of a round measured back to back."""
+
+    def median(self, path: str) -> float:
+        return statistics.median(self[path])
+
+    def ratio(self, numerator: str, denominator: str) -> "Ratio":
+        per_round = [a / b for a, b in zip(self[numerator], self[denominator])]
+        return Ratio(statistics.median(per_round), min(per_round), max(per_round))
+
+
+class Ratio(NamedTuple):
+    """The median over rounds of a within-round ratio, and its lowest and highest round."""
+
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f} ({self.low:.2f}-{self.high:.2f})"
+
+
+def alternated(paths: dict[str, TrainingPath], steps: int, batch_size: int, rounds: int,
+               device: torch.device) -> Rounds:
+    """Images/s of each path, round by round, the paths of a round taken back to back so that the
+    machine's drift between rounds cancels in each round's ratios."""
+    samples = Rounds({name: [] for name in paths})
     for _ in range(rounds):
         for name, (train, batches) in paths.items():
             samples[name].append(images_per_s(train, batches, steps, batch_size, device))
-    return {name: max(values) for name, values in samples.items()}
+    return samples
 
 
 def one_batch(stepper: Stepper, batch_size: int, device: torch.device) -> Callable[[], Iterable]:
@@ -153,7 +179,7 @@ def make_stepper(model: nn.Module, batch_size: int, device: torch.device, option
 
 
 def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
-                data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> dict[str, float]:
+                data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> Rounds:
     images, labels = data
     stepper = make_stepper(resnet14(norm), batch_size, device, options)
     textbook = TextbookLoop(resnet14(norm), batch_size, device)
@@ -173,9 +199,9 @@ def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: tor
     def model_only():
         return itertools.repeat(fixed)
 
-    return best_of_alternated({"ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
-                               "usual_loader": (stepper.run, usual_for_our_step),
-                               "model": (stepper.run, model_only)}, steps, batch_size, rounds, device)
+    return alternated({"ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
+                       "usual_loader": (stepper.run, usual_for_our_step),
+                       "model": (stepper.run, model_only)}, steps, batch_size, rounds, device)
 
 
 class TorchBatchInstanceNorm(nn.Module):
@@ -205,21 +231,21 @@ BUILTIN_TWINS: dict[str, Callable[[int], nn.Module]] = {
 
 
 def bench_twins(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
-                options: dict) -> float:
+                options: dict) -> Ratio:
     """Step time of the from-scratch norm over its built-in twin, same model, same batch."""
     steppers = {}
     for name, layer in (("ours", get_norm_layer(norm, groups=GROUPS)), ("twin", BUILTIN_TWINS[norm])):
         torch.manual_seed(0)
         steppers[name] = make_stepper(CifarResNet(2, 10, layer), batch_size, device, options)
     batches = one_batch(steppers["ours"], batch_size, device)
-    rates = best_of_alternated({name: (stepper.run, batches) for name, stepper in steppers.items()},
-                               steps, batch_size, rounds, device)
-    return rates["twin"] / rates["ours"]  # = ours' step time / twin's
+    rates = alternated({name: (stepper.run, batches) for name, stepper in steppers.items()},
+                       steps, batch_size, rounds, device)
+    return rates.ratio("twin", "ours")  # = ours' step time / twin's
 
 
 def bench_compile(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device, options: dict,
-                  mode: str) -> tuple[float, float, float]:
-    """(eager img/s, compiled img/s, seconds to compile) of the step alone (path c)."""
+                  mode: str) -> tuple[Rounds, float]:
+    """(eager and compiled img/s, seconds to compile) of the step alone (path c)."""
     steppers = {name: make_stepper(resnet14(norm), batch_size, device, {**options, "compile_mode": compile_mode})
                 for name, compile_mode in (("eager", "none"), ("compiled", mode))}
     batches = one_batch(steppers["eager"], batch_size, device)
@@ -227,9 +253,9 @@ def bench_compile(norm: str, batch_size: int, steps: int, rounds: int, device: t
     started = time.perf_counter()
     steppers["compiled"].run(itertools.islice(batches(), 3))  # compiles, then warms up (CUDA graphs record later)
     compile_seconds = time.perf_counter() - started
-    rates = best_of_alternated({name: (stepper.run, batches) for name, stepper in steppers.items()},
-                               steps, batch_size, rounds, device)
-    return rates["eager"], rates["compiled"], compile_seconds
+    rates = alternated({name: (stepper.run, batches) for name, stepper in steppers.items()},
+                       steps, batch_size, rounds, device)
+    return rates, compile_seconds
 
 
 def hardware(device: torch.device) -> str:
@@ -241,15 +267,15 @@ def hardware(device: torch.device) -> str:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         model = names[0] if names else model
-    return f"{model}, {torch.get_num_threads()} threads"
+    # The vector ISA PyTorch's kernels run with: CPUs under one marketing name differ in it (AVX2 vs
+    # AVX-512), and it decides how fast convolutions and bf16 are.
+    return f"{model}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--twin-rounds", type=int, default=5,
-                        help="rounds for the twin table, whose ratios are closer to 1 and need more")
+    parser.add_argument("--rounds", type=int, default=5, help="alternated rounds per comparison")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the usual path")
     parser.add_argument("--norms", default=",".join(NORM_LAYERS))
     parser.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
@@ -259,7 +285,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     options = {"channels_last": True}
-    steps = {128: 12, 8: 60} if device.type == "cpu" else {128: 100, 8: 400}
+    steps = {128: 10, 8: 50} if device.type == "cpu" else {128: 100, 8: 400}
     images = max((3 + n) * batch_size for batch_size, n in steps.items())  # one epoch holds every measurement
     rng = np.random.default_rng(0)
     data = (rng.integers(0, 256, (images, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, images).astype(np.int64))
@@ -267,26 +293,26 @@ def main() -> None:
 
     lines = [f"# Training throughput, ResNet-14 (n=2), {device.type}: {hardware(device)}", "",
              f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             f"best of {args.rounds} alternated rounds ({args.twin_rounds} for the twins); (b) and (b') "
-             f"use a DataLoader with {args.workers} workers; "
-             f"options {options}.", "",
+             f"{args.rounds} alternated rounds; images/s are medians over the rounds, ratios the median "
+             f"of the rounds' ratios (lowest-highest round in brackets); (b) and (b') use a DataLoader with "
+             f"{args.workers} workers; options {options}.", "",
              "| norm | batch | (a) ours img/s | (b) usual img/s | (b') usual loader, our step img/s | "
              "(c) model alone img/s | (a)/(b) | (a)/(b') | (a)/(c) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for batch_size in (128, 8):
         for norm in norms:
             r = bench_paths(norm, batch_size, steps[batch_size], args.rounds, device, data, args.workers, options)
-            lines.append(f"| {norm} | {batch_size} | {r['ours']:.0f} | {r['usual']:.0f} | {r['usual_loader']:.0f} | "
-                         f"{r['model']:.0f} | {r['ours'] / r['usual']:.2f} | {r['ours'] / r['usual_loader']:.2f} | "
-                         f"{r['ours'] / r['model']:.2f} |")
+            rates = " | ".join(f"{r.median(path):.0f}" for path in ("ours", "usual", "usual_loader", "model"))
+            ratios = " | ".join(str(r.ratio("ours", path)) for path in ("usual", "usual_loader", "model"))
+            lines.append(f"| {norm} | {batch_size} | {rates} | {ratios} |")
             print(lines[-1], flush=True)
     lines += ["", "Step time of each from-scratch norm over its built-in twin (same model and batch; path c):", "",
               "| norm | built-in twin | batch 128 | batch 8 |", "| --- | --- | ---: | ---: |"]
     twin_names = {"bn": "nn.BatchNorm2d", "in": "nn.InstanceNorm2d(affine)", "bin": "nn.BatchNorm2d + nn.InstanceNorm2d",
                   "ln": "nn.GroupNorm(1, C)", "gn": f"nn.GroupNorm({GROUPS}, C)"}
     for norm in [n for n in norms if n in BUILTIN_TWINS]:
-        ratios = [bench_twins(norm, bs, 2 * steps[bs], args.twin_rounds, device, options) for bs in (128, 8)]
-        lines.append(f"| {norm} | {twin_names[norm]} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
+        ratios = [bench_twins(norm, bs, steps[bs], args.rounds, device, options) for bs in (128, 8)]
+        lines.append(f"| {norm} | {twin_names[norm]} | {ratios[0]} | {ratios[1]} |")
         print(lines[-1], flush=True)
     if args.compile != "none":
         lines += ["", f"The step alone (path c), eager vs torch.compile(mode={args.compile!r}):", "",
@@ -294,10 +320,10 @@ def main() -> None:
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for batch_size in (128, 8):
             for norm in norms:
-                eager, compiled, seconds = bench_compile(norm, batch_size, steps[batch_size], args.rounds, device,
-                                                         options, args.compile)
-                lines.append(f"| {norm} | {batch_size} | {eager:.0f} | {compiled:.0f} | {compiled / eager:.2f} | "
-                             f"{seconds:.0f} |")
+                rates, seconds = bench_compile(norm, batch_size, steps[batch_size], args.rounds, device,
+                                               options, args.compile)
+                lines.append(f"| {norm} | {batch_size} | {rates.median('eager'):.0f} | {rates.median('compiled'):.0f} "
+                             f"| {rates.ratio('compiled', 'eager')} | {seconds:.0f} |")
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

@@ -7,6 +7,8 @@ a test fails if the built network differs from that description in any layer.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -219,3 +221,27 @@ def test_groupnorm_groups_that_do_not_divide_a_width_are_refused(groups):
 def test_groupnorm_groups_that_divide_every_width_are_accepted(groups):
     model = build_model(_config(norm="gn", groups=groups))
     assert {m.groups for m in model.modules() if hasattr(m, "groups") and not isinstance(m, nn.Conv2d)} == {groups}
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+@pytest.mark.parametrize("norm", NORM_NAMES)
+def test_basic_block_in_place_relu_and_sum_give_the_out_of_place_outputs_and_gradients(norm, shortcut):
+    """The block overwrites its norms' outputs; that must not change what autograd computes for any norm."""
+    torch.manual_seed(0)
+    block = BasicBlock(16, 32, stride=2, norm_layer=get_norm_layer(norm, groups=GROUPS), shortcut=shortcut).train()
+    twin = copy.deepcopy(block)
+    x = torch.randn(4, 16, 8, 8, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    x_twin = x.detach().clone().requires_grad_()
+    upstream = torch.randn(4, 32, 4, 4, generator=torch.Generator().manual_seed(3))
+
+    out = block(x)
+    out.backward(upstream)
+    # The same block written without any in-place op.
+    residual = twin.norm2(twin.conv2(F.relu(twin.norm1(twin.conv1(x_twin)))))
+    reference = F.relu(residual + twin.shortcut(x_twin))
+    reference.backward(upstream)
+
+    torch.testing.assert_close(out, reference, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad, x_twin.grad, rtol=0, atol=0)
+    for (name, param), twin_param in zip(block.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(param.grad, twin_param.grad, rtol=0, atol=0, msg=name)
