@@ -281,10 +281,13 @@ def main() -> None:
     parser.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
                         help="also time the step alone under torch.compile in this mode (each compile "
                              "takes tens of seconds on a CPU)")
+    parser.add_argument("--step-compile", default="none", choices=("none", "default", "reduce-overhead"),
+                        help="our step's performance.compile in every table: (a), (b'), (c) and both norms "
+                             "of the twin table (one compile per model and batch size)")
     parser.add_argument("--out", type=Path, help="also write the tables (Markdown) here")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    options = {"channels_last": True}
+    options = {"channels_last": True, "compile_mode": args.step_compile}
     steps = {128: 10, 8: 50} if device.type == "cpu" else {128: 100, 8: 400}
     images = max((3 + n) * batch_size for batch_size, n in steps.items())  # one epoch holds every measurement
     rng = np.random.default_rng(0)
