@@ -13,7 +13,8 @@ Every figure is measured in this one process. Each round takes every path of a c
 back, so a ratio is computed within a round, where the machine's drift (tens of percent between minutes
 on a shared virtual machine) moves both of its terms alike; the tables give the median of the rounds'
 ratios with their range, and the median images/s of each path. Usage:
-python benchmarks/throughput.py [--device auto] [--rounds N] [--compile MODE] [--out FILE]
+python benchmarks/throughput.py [--device auto] [--rounds N] [--norms LIST] [--compile MODE]
+    [--step-compile MODE] [--out FILE]
 """
 
 from __future__ import annotations
