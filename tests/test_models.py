@@ -223,16 +223,20 @@ def test_groupnorm_groups_that_divide_every_width_are_accepted(groups):
     assert {m.groups for m in model.modules() if hasattr(m, "groups") and not isinstance(m, nn.Conv2d)} == {groups}
 
 
+@pytest.mark.parametrize("out_channels, stride", [(32, 2), (16, 1)], ids=["transition", "identity-shortcut"])
 @pytest.mark.parametrize("shortcut", ["A", "B"])
 @pytest.mark.parametrize("norm", NORM_NAMES)
-def test_basic_block_in_place_relu_and_sum_give_the_out_of_place_outputs_and_gradients(norm, shortcut):
-    """The block overwrites its norms' outputs; that must not change what autograd computes for any norm."""
+def test_basic_block_in_place_relu_and_sum_give_the_out_of_place_outputs_and_gradients(norm, shortcut,
+                                                                                       out_channels, stride):
+    """The block overwrites its norms' outputs; that must not change what autograd computes for any norm,
+    nor touch the block's input, which an identity shortcut hands on as it is."""
     torch.manual_seed(0)
-    block = BasicBlock(16, 32, stride=2, norm_layer=get_norm_layer(norm, groups=GROUPS), shortcut=shortcut).train()
+    block = BasicBlock(16, out_channels, stride=stride, norm_layer=get_norm_layer(norm, groups=GROUPS),
+                       shortcut=shortcut).train()
     twin = copy.deepcopy(block)
     x = torch.randn(4, 16, 8, 8, generator=torch.Generator().manual_seed(2), requires_grad=True)
     x_twin = x.detach().clone().requires_grad_()
-    upstream = torch.randn(4, 32, 4, 4, generator=torch.Generator().manual_seed(3))
+    upstream = torch.randn(4, out_channels, 8 // stride, 8 // stride, generator=torch.Generator().manual_seed(3))
 
     out = block(x)
     out.backward(upstream)
@@ -242,6 +246,7 @@ def test_basic_block_in_place_relu_and_sum_give_the_out_of_place_outputs_and_gra
     reference.backward(upstream)
 
     torch.testing.assert_close(out, reference, rtol=0, atol=0)
+    torch.testing.assert_close(x, x_twin, rtol=0, atol=0)
     torch.testing.assert_close(x.grad, x_twin.grad, rtol=0, atol=0)
     for (name, param), twin_param in zip(block.named_parameters(), twin.parameters()):
         torch.testing.assert_close(param.grad, twin_param.grad, rtol=0, atol=0, msg=name)
