@@ -8,6 +8,7 @@ real mistake.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -54,7 +55,10 @@ def _input(seed: int, memory_format: torch.memory_format = torch.contiguous_form
 def _twin_modules(name: str) -> tuple[nn.Module, nn.Module]:
     """Ours and torch's twin in float64, sharing one random, non-trivial weight and bias."""
     make_ours, make_ref = TWINS[name]
-    ours, ref = make_ours(C).double(), make_ref(C).double()
+    return _with_shared_affine(make_ours(C).double(), make_ref(C).double())
+
+
+def _with_shared_affine(ours: nn.Module, ref: nn.Module) -> tuple[nn.Module, nn.Module]:
     g = torch.Generator().manual_seed(1)
     weight = 1 + 0.5 * torch.randn(C, generator=g, dtype=torch.float64)
     bias = torch.randn(C, generator=g, dtype=torch.float64)
@@ -111,6 +115,51 @@ def test_forward_and_all_gradients_match_torch_twin_in_eval_mode(name, memory_fo
     # Eval must neither use nor update batch statistics.
     for buffer_name, expected in ref.named_buffers():
         torch.testing.assert_close(ours.get_buffer(buffer_name), expected, **TOL)
+
+
+# One group is LayerNorm by another name and one group per channel is InstanceNorm; with one group
+# the pooled statistics are a stride-0 view, which an in-place write in backward used to trip over.
+GN_GROUPINGS = {"one-group": 1, "two-groups": 2, "group-per-channel": C}
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())
+@pytest.mark.parametrize("groups", GN_GROUPINGS.values(), ids=GN_GROUPINGS.keys())
+def test_groupnorm_forward_and_all_gradients_match_torch_at_every_grouping(groups, memory_format):
+    ours, ref = _with_shared_affine(GroupNorm2d(C, groups=groups).double(), nn.GroupNorm(groups, C).double())
+    for mode in ("train", "eval"):
+        ours.train(mode == "train")
+        ref.train(mode == "train")
+        x = _input(seed=130, memory_format=memory_format)
+        grad = _input(seed=131, memory_format=memory_format)
+        _assert_same(_forward_backward(ours, x, grad), _forward_backward(ref, x, grad))
+
+
+GRADCHECK_NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "bn": BatchNorm2d, "in": InstanceNorm2d, "bin": BatchInstanceNorm2d, "ln": LayerNorm2d,
+    **{f"gn-{label}": functools.partial(GroupNorm2d, groups=groups)
+       for label, groups in {"one-group": 1, "two-groups": 2, "group-per-channel": 4}.items()},
+}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", GRADCHECK_NORMS)
+def test_hand_written_backward_passes_gradcheck_in_float64(name, mode):
+    """Finite differences of the forward against the hand-derived backward, for x and every parameter."""
+    norm = GRADCHECK_NORMS[name](4).double().train(mode == "train")
+    g = torch.Generator().manual_seed(3)
+    names = [n for n, _ in norm.named_parameters()]
+    # Weights away from 1, biases away from 0 and BIN gates strictly inside (0, 1), so no term vanishes.
+    values = [torch.rand(4, generator=g, dtype=torch.float64).mul(0.8).add(0.1).requires_grad_() for _ in names]
+    x = torch.randn(3, 4, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    if mode == "eval" and isinstance(norm, BatchNorm2d | BatchInstanceNorm2d):
+        with torch.no_grad():
+            norm.running_mean.uniform_(-1, 1, generator=g)
+            norm.running_var.uniform_(0.5, 2, generator=g)
+
+    def normalized(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(norm, dict(zip(names, params)), (x,))
+
+    assert torch.autograd.gradcheck(normalized, (x, *values))
 
 
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS.values(), ids=MEMORY_FORMATS.keys())

@@ -22,7 +22,9 @@ from cifarlab.errors import CifarlabError
 
 Pool = Callable[[torch.Tensor], torch.Tensor]
 """The mean of an (N, C, 1, 1) tensor over each normalization group's members, broadcastable back to
-(N, C, 1, 1): over samples for BN, over channels for LN, over a group's channels for GN, none for IN."""
+(N, C, 1, 1): over samples for BN, over channels for LN, over a group's channels for GN, none for IN.
+A pool may return its input or a broadcast view of a smaller tensor (stride 0: GroupNorm with one
+group), so nothing writes into a pool's result in place."""
 
 
 class Statistics(NamedTuple):
@@ -90,7 +92,7 @@ class _Normalize(torch.autograd.Function):
             coef = coef / values
             mean_g = s.pool(coef * sum_dy)  # mean_S(g), per (n, c)
             # rstd * xhat * mean_S(g * xhat) = (x - mean_s) * source_slope
-            source_slope = s.pool(coef * dy_centred).mul_(s.rstd.pow(3))
+            source_slope = s.pool(coef * dy_centred) * s.rstd.pow(3)
             source_offset = torch.addcmul(s.rstd * mean_g, s.mean, source_slope, value=-1)
             slope = source_slope if slope is None else slope + source_slope
             offset = source_offset if offset is None else offset + source_offset
