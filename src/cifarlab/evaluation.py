@@ -64,11 +64,17 @@ def predict(model: torch.nn.Module, dataset: ResidentDataset, normalize: Normali
     return Predictions(torch.cat(logits), torch.cat(features), dataset.labels)
 
 
-def classification_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """Accuracy, micro-F1 and macro-F1 (scikit-learn); micro-F1 equals accuracy for single-label data."""
+def classification_metrics(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Accuracy, micro-F1 and macro-F1 (scikit-learn); micro-F1 equals accuracy for single-label data.
+
+    Macro-F1 averages over all `num_classes` classes: a class absent from both labels and predictions
+    (a small subset, a run that predicts one class) counts as 0 rather than being dropped, which would
+    raise the average.
+    """
+    classes = np.arange(num_classes)
     return {"accuracy": float(accuracy_score(labels, predicted)),
-            "micro_f1": float(f1_score(labels, predicted, average="micro")),
-            "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
+            "micro_f1": float(f1_score(labels, predicted, labels=classes, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0))}
 
 
 def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, metrics_path: Path,
@@ -88,7 +94,7 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
                                  ("test", split.x_test, split.y_test)):
         predicted = predict(model, ResidentDataset(images, labels, device), normalize,
                             batch_size).logits.argmax(1).cpu().numpy()
-        metrics[name] = classification_metrics(labels, predicted)
+        metrics[name] = classification_metrics(labels, predicted, saved["run"]["model"]["num_classes"])
         test_true, test_pred = labels, predicted
     write_json(metrics_path, metrics)
     names = np.asarray(split.class_names)
