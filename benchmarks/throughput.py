@@ -74,7 +74,7 @@ def usual_loader(images: np.ndarray, labels: np.ndarray, batch_size: int, worker
 
 def train_config(batch_size: int) -> TrainConfig:
     return TrainConfig(epochs=100, batch_size=batch_size, lr=0.1, lr_scaling="linear", lr_reference_batch=128,
-                       momentum=0.9, weight_decay=1e-4, schedule="step", warmup_epochs=0, patience=20,
+                       momentum=0.9, weight_decay=1e-4, gate_lr_multiplier=10.0, schedule="step", warmup_epochs=0, patience=20,
                        train_images=0, val_images=0, eval_batch_size=1024)
 
 

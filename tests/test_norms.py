@@ -26,7 +26,6 @@ from cifarlab.norms import (
     clip_gates_,
     gate_parameters,
     get_norm_layer,
-    no_weight_decay_names,
 )
 
 N, C, H, W = 6, 8, 6, 6
@@ -341,13 +340,6 @@ def test_clip_gates_after_sgd_step_brings_rho_into_unit_interval_and_keeps_in_ra
 
 def test_clip_gates_accepts_a_model_without_gates():
     clip_gates_(gate_parameters(nn.Sequential(BatchNorm2d(C))))
-
-
-def test_no_weight_decay_names_returns_exactly_the_bin_gate_names():
-    model = _model_with_two_bins()
-    names = no_weight_decay_names(model)
-    assert names == {"1.rho", "3.2.rho"}
-    assert names <= dict(model.named_parameters()).keys()
 
 
 # --- Registry -----------------------------------------------------------------------------------

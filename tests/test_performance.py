@@ -183,20 +183,21 @@ def _assert_same_parameters(a: nn.Module, b: nn.Module, rtol: float = 1e-4, atol
         torch.testing.assert_close(p.detach(), q.detach(), rtol=rtol, atol=atol, msg=name)
 
 
-def test_stepper_run_returns_the_plain_loops_summed_loss_correct_count_and_images_seen():
+def test_stepper_run_returns_the_plain_loops_summed_loss_correct_count_images_seen_and_mean_lr():
     sizes = (5, 8, 3)  # a smaller last batch: the summed loss must weight each batch by its size
     batches = _normalized(_uint8_batches(sizes))
     model = _tiny_model()
     twin = copy.deepcopy(model)
     schedule = lambda step: 0.5 ** step  # noqa: E731 - a changing lr, so each step's lr matters
 
-    loss_sum, correct, seen = _stepper(model, schedule=schedule).run(iter(batches))
+    loss_sum, correct, seen, mean_lr = _stepper(model, lr=0.1, schedule=schedule).run(iter(batches))
 
     losses, corrects = _plain_training(twin, batches, schedule=schedule)
     assert seen == sum(sizes)
     assert 0 <= correct <= seen
     assert correct == sum(corrects)
     assert loss_sum == pytest.approx(sum(loss * n for loss, n in zip(losses, sizes)), rel=1e-5)
+    assert mean_lr == pytest.approx(0.1 * (1 + 0.5 + 0.25) / 3)  # the lrs its three steps used
     _assert_same_parameters(model, twin)  # it trained: the optimizer updated the model's own weights
 
 
@@ -227,7 +228,7 @@ def test_stepper_bf16_autocast_on_cpu_gives_bf16_logits_a_float32_loss_near_the_
     assert logits.dtype == torch.bfloat16
     assert loss.dtype == torch.float32
 
-    bf16_sum, _, seen = stepper.run([(images, labels)])
+    bf16_sum, _, seen, _ = stepper.run([(images, labels)])
     (float32_loss,), _ = _plain_training(twin, [(images, labels)])
     assert bf16_sum / seen == pytest.approx(float32_loss, abs=5e-2)
     assert bf16_sum / seen != float32_loss  # autocast really was on: bf16 rounding shows

@@ -21,33 +21,20 @@ import pytest
 import torch
 import yaml
 from archives import make_cifar_archive
+from runs import EPOCHS, RUN, run_config, tiny_params
 
 from cifarlab import training
 from cifarlab.config import load_study
-from cifarlab.data import make_split, read_archive
 from cifarlab.errors import Interrupted
 from cifarlab.plots import write_quantile_figures
 from cifarlab.report import load_metrics, metrics_table, write_report
 from cifarlab.training import Stepper, load_resume_state, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = "bn-128"
-EPOCHS = 4
 POLL_TIMEOUT_S = 300  # a safety net against a hung child, not a timing assertion
 # every DVCLive curve whose values are a pure function of the run (timings are not)
 DETERMINISTIC_CURVES = ("train/loss", "train/error", "val/loss", "val/error", "lr",
                         "features/q01", "features/q20", "features/q80", "features/q99")
-
-
-def tiny_params(archive: Path, runs: dict | None = None) -> dict:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["profile"] = "quick"
-    params["data"]["source"] = str(archive)
-    params["profiles"]["quick"] = {"model": {"n": 1},
-                                   "train": {"epochs": EPOCHS, "train_images": 0, "val_images": 0,
-                                             "patience": EPOCHS, "eval_batch_size": 64}}
-    params["runs"] = runs or {RUN: {"norm": "bn", "batch_size": 16}}
-    return params
 
 
 class Project:
@@ -113,19 +100,6 @@ def straight(project: Project) -> tuple[Path, Path]:
         for cwd, proc in zip(dirs, procs):
             assert proc.wait() == 0, (cwd / "stdout.txt").read_text() + (cwd / "stderr.txt").read_text()
     return dirs
-
-
-@pytest.fixture
-def tiny_split(tmp_path):
-    """For library-level training: 30 train and 10 validation images, in memory."""
-    archive = make_cifar_archive(tmp_path / "cifar.tar.gz", per_batch=8, test_size=10)
-    return make_split(read_archive(archive), 0.25, 0)
-
-
-def run_config(archive: Path, **overrides):
-    """Run `x` of the tiny params: bn, batch size 8 (4 steps per epoch), with `overrides`."""
-    params = tiny_params(archive, {"x": {"norm": "bn", "batch_size": 8, **overrides}})
-    return load_study(params).runs["x"]
 
 
 def saved_epoch(path: Path) -> dict:
@@ -339,9 +313,9 @@ def test_divergence_keeps_the_best_model_of_the_epochs_before_it(tiny_split, tmp
     calls = []
 
     def nan_on_second_epoch(self, batches):
-        loss, correct, seen = real_run(self, batches)
+        totals = real_run(self, batches)
         calls.append(1)
-        return (math.nan if len(calls) == 2 else loss), correct, seen
+        return totals._replace(loss_sum=math.nan) if len(calls) == 2 else totals
 
     monkeypatch.setattr(Stepper, "run", nan_on_second_epoch)
     resume = tmp_path / "resume.pt"

@@ -55,6 +55,7 @@ class TrainConfig:
     lr_reference_batch: int = field(metadata=_spec(min=1))
     momentum: float = field(metadata=_spec(min=0.0, max=1.0))
     weight_decay: float = field(metadata=_spec(min=0.0))
+    gate_lr_multiplier: float = field(metadata=_spec(above=0.0))
     schedule: str = field(metadata=_spec(choices=("step", "cosine")))
     warmup_epochs: int = field(metadata=_spec(min=0))
     patience: int = field(metadata=_spec(min=1))

@@ -268,11 +268,10 @@ class InstanceNorm2d(_AffineNorm):
 class BatchInstanceNorm2d(_RunningStatsNorm):
     """Batch-instance normalization (Nam & Kim 2018): BN and IN mixed per channel by a learned gate.
 
-    y = rho * x_bn + (1 - rho) * x_in, then one shared affine; the training loop clips rho to [0, 1]
-    after every step (`clip_gates_`) and keeps it out of weight decay (`no_weight_decay`).
+    y = rho * x_bn + (1 - rho) * x_in, then one shared affine. The training loop finds the gates with
+    `gate_parameters`, trains them in their own optimizer group (a multiple of the lr, no weight decay)
+    and clips them to [0, 1] after every step (`clip_gates_`), as in the authors' code.
     """
-
-    no_weight_decay = ("rho",)
 
     def __init__(self, num_channels: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__(num_channels, eps=eps, momentum=momentum)
@@ -354,15 +353,6 @@ def get_norm_layer(name: str, *, groups: int | None = None) -> Callable[[int], n
             raise CifarlabError(f"norm {name!r} needs groups (GroupNorm's number of groups)")
         return functools.partial(GroupNorm2d, groups=groups)
     return cls
-
-
-def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Full names of the parameters that some submodule lists in its `no_weight_decay` attribute."""
-    return {
-        f"{module_name}.{param_name}" if module_name else param_name
-        for module_name, module in model.named_modules()
-        for param_name in getattr(module, "no_weight_decay", ())
-    }
 
 
 def gate_parameters(model: nn.Module) -> list[nn.Parameter]:

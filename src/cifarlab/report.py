@@ -36,6 +36,11 @@ def load_metrics(metrics_dir: Path, live_root: Path, runs: list[str]) -> dict[st
     return metrics
 
 
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table that prints each cell as formatted here: tabulate would re-read "5.00" as 5."""
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
@@ -58,7 +63,7 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
         row["epochs run"] = m["epochs_run"]
         row["train time (s)"] = f"{m['train_time_s']:.1f}"
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return _markdown(rows)
 
 
 def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str, pd.DataFrame]) -> str:
@@ -71,7 +76,7 @@ def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str,
                      "epoch s (median)": f"{epoch_total.median():.1f}",
                      "evaluation share of epoch": f"{100 * (history['eval_time_s'] / epoch_total).median():.1f}%",
                      "total s": f"{metrics[run]['train_time_s']:.0f}"})
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return _markdown(rows)
 
 
 def largest_metric_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, str]:
@@ -132,7 +137,7 @@ def batch_size_section(configs: Mapping[str, RunConfig], metrics: Mapping[str, A
         figure = out_dir / f"batch_size_{norm}.png"
         plot_error_curves({r: histories[r] for r in runs}, figure, f"{norm}: batch sizes compared")
         lines += [f"![{norm} at each batch size]({figure.name})", ""]
-    return "\n".join(["## Batch size", "", pd.DataFrame(rows).to_markdown(index=False), ""] + lines[2:])
+    return "\n".join(["## Batch size", "", _markdown(rows), ""] + lines[2:])
 
 
 def parameters_section(study: Study) -> str:
@@ -145,13 +150,16 @@ def parameters_section(study: Study) -> str:
                      "lr": f"{t.effective_lr:g}", "lr rule": t.lr_scaling, "schedule": t.schedule,
                      "warm-up epochs": t.warmup_epochs, "epochs": t.epochs, "patience": t.patience,
                      "weight decay": t.weight_decay, "momentum": t.momentum,
+                     # Only Batch-Instance Norm has gates; they are never weight-decayed.
+                     "gate lr": (f"{t.effective_lr * t.gate_lr_multiplier:g} ({t.gate_lr_multiplier:g}x, no decay)"
+                                 if m.norm == "bin" else "-"),
                      "train images": t.train_images or "all", "val images": t.val_images or "all"})
     data = study.data
     return "\n".join([
         "## Parameters of the study", "",
         f"Profile `{study.profile}`, seed {study.seed}, device `{study.device}`; data `{data.source}`, "
         f"validation fraction {data.val_fraction} of the official training images.", "",
-        pd.DataFrame(rows).to_markdown(index=False), ""])
+        _markdown(rows), ""])
 
 
 def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_dir: Path,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from cifarlab.evaluation import eval_batch_size_for, predict
 from cifarlab.io import atomic_path
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
-from cifarlab.norms import clip_gates_, gate_parameters, no_weight_decay_names
+from cifarlab.norms import clip_gates_, gate_parameters
 from cifarlab.tracking import LiveHistory
 
 STEP_MILESTONES = (0.5, 0.75)  # fractions of training at which the step schedule divides lr by 10
@@ -45,14 +45,25 @@ def cosine_schedule(progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-SCHEDULES: dict[str, Callable[[float], float]] = {"step": step_schedule, "cosine": cosine_schedule}
+class Schedule(NamedTuple):
+    """The lr multiplier by the fraction of training done, and the fraction after which it no longer
+    decays: early stopping waits for that point (see `stops_early`)."""
+
+    factor: Callable[[float], float]
+    last_decay: float
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "step": Schedule(step_schedule, last_decay=max(STEP_MILESTONES)),
+    "cosine": Schedule(cosine_schedule, last_decay=1.0),  # decays until the very last step
+}
 
 
 def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Multiplier of the base lr at optimizer step `step`: linear warm-up, then the named schedule."""
     total = train.epochs * steps_per_epoch
     warmup = train.warmup_epochs * steps_per_epoch
-    schedule = SCHEDULES[train.schedule]
+    schedule = SCHEDULES[train.schedule].factor
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -63,14 +74,26 @@ def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float
 
 
 def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; parameters a module marks `no_weight_decay` (BIN's gates) are not decayed."""
-    exempt = no_weight_decay_names(model)
-    decayed = [p for name, p in model.named_parameters() if name not in exempt]
-    kept = [p for name, p in model.named_parameters() if name in exempt]
-    groups = [{"params": decayed, "weight_decay": train.weight_decay}]
-    if kept:
-        groups.append({"params": kept, "weight_decay": 0.0})
+    """SGD with momentum over two named parameter groups: "weights" (every parameter but the gates, with
+    weight decay) and "gates" (Batch-Instance Norm's rho, if any: `gate_lr_multiplier` times the lr and
+    no weight decay, as in Nam & Kim's code). The schedule scales both groups alike."""
+    gates = gate_parameters(model)
+    gate_ids = {id(p) for p in gates}
+    groups = [{"name": "weights", "params": [p for p in model.parameters() if id(p) not in gate_ids],
+               "weight_decay": train.weight_decay}]
+    if gates:
+        groups.append({"name": "gates", "params": gates, "weight_decay": 0.0,
+                       "lr": train.effective_lr * train.gate_lr_multiplier})
     return torch.optim.SGD(groups, lr=train.effective_lr, momentum=train.momentum)
+
+
+class EpochTotals(NamedTuple):
+    """What `Stepper.run` measured over its batches."""
+
+    loss_sum: float  # the summed per-image loss
+    correct: float  # correct predictions
+    seen: int  # images
+    mean_lr: float  # the base ("weights" group) lr averaged over the optimizer steps taken
 
 
 class Stepper:
@@ -101,16 +124,19 @@ class Stepper:
             logits = self.model(images)
         return F.cross_entropy(logits.float(), labels), logits
 
-    def run(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float, int]:
-        """Train on every batch; return (summed loss, correct predictions, images seen)."""
+    def run(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EpochTotals:
+        """Train on every batch; return the summed loss, correct predictions, images seen and mean lr."""
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        seen = 0
+        seen = steps = 0
+        lr_sum = 0.0
         for images, labels in batches:
             loss, logits = self.forward(images, labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            lr_sum += self.optimizer.param_groups[0]["lr"]  # a host float: what this step uses
+            steps += 1
             self.optimizer.step()
             self.scheduler.step()
             clip_gates_(self.gates)
@@ -118,7 +144,7 @@ class Stepper:
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += labels.numel()
         total_loss, total_correct = torch.stack([loss_sum, correct]).tolist()  # the one host sync
-        return total_loss, total_correct, seen
+        return EpochTotals(total_loss, total_correct, seen, lr_sum / max(steps, 1))
 
 
 def amp_dtype_for(performance: PerformanceConfig, device: torch.device) -> torch.dtype | None:
@@ -243,12 +269,12 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
 
     The caller's state only ever advances to one that is on disk, so an interruption can name it.
     """
-    cfg, model, scheduler = run.train, stepper.model, stepper.scheduler
+    cfg, model = run.train, stepper.model
     eval_batch_size = eval_batch_size_for(cfg.eval_batch_size, stepper.device)
     while state.status == "running":
         epoch = state.epoch + 1
         started = time.perf_counter()
-        train_loss, train_correct, seen = stepper.run(
+        train_loss, train_correct, seen, mean_lr = stepper.run(
             train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize))
         train_seconds = time.perf_counter() - started
         with stepper.autocast():
@@ -256,14 +282,14 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
         val_loss, val_error = val.loss_and_error()
         quantiles = val.feature_quantiles()
         row = {"epoch": epoch, "train_loss": train_loss / seen, "train_error": 1.0 - train_correct / seen,
-               "val_loss": val_loss, "val_error": val_error, "lr": scheduler.get_last_lr()[0],
+               "val_loss": val_loss, "val_error": val_error, "lr": mean_lr,
                "epoch_time_s": train_seconds, "images_per_s": seen / train_seconds,
                "eval_time_s": time.perf_counter() - started - train_seconds,
                **{f"feature_{k}": v for k, v in quantiles.items()}}
         state = dataclasses.replace(state, epoch=epoch, history=[*state.history, row],
                                     train_time_s=state.train_time_s + time.perf_counter() - started)
         _update_status(state, row, model, cfg)
-        save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, scheduler)
+        save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, stepper.scheduler)
         yield state
 
 
@@ -279,9 +305,22 @@ def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, c
         state.best_model = _snapshot(model)
     if state.epoch >= cfg.epochs:
         state.status = "completed"
-    elif state.epoch - state.best_epoch >= cfg.patience:
+    elif stops_early(state.epoch, state.best_epoch, cfg):
         state.status = "early_stopped"
-        state.stopped_reason = f"no better validation accuracy for {cfg.patience} epochs"
+        state.stopped_reason = (f"no better validation accuracy for {cfg.patience} epochs since the last lr "
+                                f"decay (epoch {last_decay_epoch(cfg)}) or the best epoch")
+
+
+def last_decay_epoch(train: TrainConfig) -> int:
+    """The epoch during or at the end of which the schedule's last lr decay takes effect."""
+    return math.ceil(SCHEDULES[train.schedule].last_decay * train.epochs)
+
+
+def stops_early(epoch: int, best_epoch: int, train: TrainConfig) -> bool:
+    """Whether a run ends after `epoch` for lack of progress: patience counts only epochs after the
+    schedule's last lr decay, since a plateau at a high lr says nothing about what a lower one will
+    reach. Runs under the cosine schedule, which decays to the last step, therefore always complete."""
+    return epoch - max(best_epoch, last_decay_epoch(train)) >= train.patience
 
 
 def describe_device(device: torch.device) -> str:
