@@ -39,7 +39,8 @@ from torchvision import transforms
 from cifarlab.cli import resolve_device
 from cifarlab.config import ModelConfig, TrainConfig
 from cifarlab.loader import Normalizer, ResidentDataset
-from cifarlab.models import CifarResNet, build_model
+from cifarlab.models import build_model
+from cifarlab.models.resnet import CifarResNet, ResNetOptions
 from cifarlab.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
 from cifarlab.training import Stepper, build_optimizer
 
@@ -168,7 +169,8 @@ class TextbookLoop:
 def resnet14(norm: str) -> nn.Module:
     """The benchmarked model, initialised from seed 0 so that every path starts from the same weights."""
     torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet", n=2, num_classes=10, shortcut="A", norm=norm, groups=GROUPS))
+    return build_model(ModelConfig(arch="resnet", num_classes=10, norm=norm, groups=GROUPS, activation="relu",
+                                   options=ResNetOptions(n=2, shortcut="A")))
 
 
 def make_stepper(model: nn.Module, batch_size: int, device: torch.device, options: dict) -> Stepper:

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifarlab.config import NORM_NAMES, load_study
+from cifarlab.activations import ACTIVATIONS
+from cifarlab.config import load_study
 from cifarlab.errors import CifarlabError
+from cifarlab.models import MODELS
+from cifarlab.norms import NORM_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +58,7 @@ def test_quick_profile_overrides_every_run_last(params):
     quick = params["profiles"]["quick"]
     for run in study.runs.values():
         assert run.train.epochs == quick["train"]["epochs"]
-        assert run.model.n == quick["model"]["n"]
+        assert run.model.options.n == quick["model"]["n"]
     assert study.runs["bn-8"].train.batch_size == 8
 
 
@@ -107,7 +110,37 @@ def test_profile_overrides_are_validated_under_their_own_key(params):
 def test_compile_is_accepted_for_every_norm(params):
     params["performance"]["compile"] = "reduce-overhead"
     study = load_study(params)
-    assert {run.model.norm for run in study.runs.values()} == set(NORM_NAMES)
+    assert {run.model.norm for run in study.runs.values()} == set(NORM_LAYERS)
     assert all(run.performance.compile == "reduce-overhead" for run in study.runs.values())
 
+
+# --- model families and the registries ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "registry"), [("arch", MODELS), ("norm", NORM_LAYERS), ("activation", ACTIVATIONS)])
+def test_the_names_params_accept_are_the_registrys_own(params, key, registry):
+    params["runs"]["bn-128"][key] = "no-such-name"
+    assert f"runs.bn-128.{key}: expected one of {', '.join(registry)}, got 'no-such-name'" in error_of(params)
+
+
+def test_a_family_takes_only_its_own_options_from_the_defaults(params):
+    params["runs"] = {"vgg": {"arch": "vgg11", "norm": "bn"}, "plain": {"arch": "plain", "norm": "bn", "n": 3},
+                      "lab": {"arch": "simplenn", "norm": "nn", "activation": "swish"}}
+    runs = load_study(params).runs
+    assert runs["vgg"].model.options == MODELS["vgg11"].options()  # model.n and model.shortcut do not apply
+    assert runs["plain"].model.options == MODELS["plain"].options(n=3)
+    assert runs["lab"].model.activation == "swish"
+
+
+def test_a_run_setting_an_option_its_family_lacks_is_refused(params):
+    params["runs"]["vgg"] = {"arch": "vgg11", "norm": "bn", "shortcut": "B"}
+    assert "runs.vgg.shortcut: not an option of arch vgg11 (its options: none)" in error_of(params)
+
+
+def test_groupnorm_groups_are_checked_against_the_widths_of_the_model_built(params):
+    params["runs"] = {"vgg-gn": {"arch": "vgg11", "norm": "gn", "groups": 32}}
+    assert load_study(params).runs["vgg-gn"].model.groups == 32  # 32 divides 64, 128, 256 and 512
+    params["runs"]["resnet-gn"] = {"norm": "gn", "groups": 32}
+    assert ("runs.resnet-gn.groups: GroupNorm groups=32 must divide the resnet widths 16, 32, 64"
+            in error_of(params))
 

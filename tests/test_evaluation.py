@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from cifarlab.evaluation import Predictions, classification_metrics, eval_batch_size_for, predict
 from cifarlab.loader import Normalizer, ResidentDataset
-from cifarlab.models import CifarResNet
+from cifarlab.models.resnet import CifarResNet
 
 CPU = torch.device("cpu")
 
@@ -124,7 +124,7 @@ def test_predict_gives_eval_mode_logits_and_features_of_every_image_in_order():
     reference = copy.deepcopy(model).eval()
     with torch.no_grad():
         x = normalize(dataset.images)  # all 5 at once: batching must not change eval outputs
-        expected_logits, expected_features = reference(x), reference.features(x)
+        expected_logits, expected_features = reference(x), reference.forward_features(x)
         train_mode_logits = copy.deepcopy(model).train()(x)
     out = predict(model.train(), dataset, normalize, batch_size=2)  # batches of 2, 2, 1
     assert out.logits.shape == (5, 10) and out.features.shape == (5, 64)

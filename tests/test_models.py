@@ -1,4 +1,5 @@
-"""cifarlab.models: the CIFAR ResNet of He et al. 2016 (sec. 4.2) against the paper and hand counts.
+"""cifarlab.models: the model contract for every family, the CIFAR ResNet of He et al. 2016 (sec. 4.2)
+and its plain twin, VGG-11 and SimpleNN, against their papers' and the labs' descriptions and hand counts.
 
 Parameter counts are written out layer by layer from the paper's description (3x3 stem at 16 channels,
 three stages of n basic blocks at 16/32/64 channels, global average pooling, a 10-way linear layer), so
@@ -14,17 +15,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.config import NORM_NAMES, ModelConfig
+from cifarlab.activations import ACTIVATIONS, Swish, get_act_layer
+from cifarlab.config import ModelConfig
 from cifarlab.errors import CifarlabError
-from cifarlab.models import BasicBlock, CifarResNet, PadShortcut, build_model
-from cifarlab.norms import get_norm_layer
+from cifarlab.models import MODELS, Classifier, build_model
+from cifarlab.models.resnet import BasicBlock, CifarResNet, PadShortcut, PlainOptions, ResNetOptions
+from cifarlab.models.simplenn import SimpleNNOptions
+from cifarlab.models.vgg import VGGOptions
+from cifarlab.norms import NORM_LAYERS, get_norm_layer
 
-GROUPS = 4  # divides 16, 32 and 64
+GROUPS = 4  # divides 16, 32 and 64, and every other model's widths
+RELU = get_act_layer("relu")
 
 
-def _config(**overrides) -> ModelConfig:
-    values = {"arch": "resnet", "n": 1, "num_classes": 10, "shortcut": "A", "norm": "bn", "groups": GROUPS}
-    return ModelConfig(**{**values, **overrides})
+def _config(arch: str = "resnet", *, norm: str = "bn", groups: int = GROUPS, activation: str = "relu",
+            **options) -> ModelConfig:
+    """A ModelConfig of `arch`; ResNet options default to n=1, shortcut A."""
+    defaults = {"resnet": {"n": 1, "shortcut": "A"}, "plain": {"n": 1}}.get(arch, {})
+    return ModelConfig(arch=arch, num_classes=10, norm=norm, groups=groups, activation=activation,
+                       options=MODELS[arch].options(**{**defaults, **options}))
 
 
 def _images(n: int = 2, seed: int = 0) -> torch.Tensor:
@@ -103,35 +112,109 @@ def test_parameter_counts_round_to_he_et_al_table_6(n, millions):
     assert round(_count(model) / 1e6, 2) == millions
 
 
-# --- Forward and backward for every norm ------------------------------------------------------------------
+# --- The contract, for every model x norm x activation ------------------------------------------------------
+
+SMOKE_OPTIONS = {"resnet": [{"shortcut": "A"}, {"shortcut": "B"}], "plain": [{}], "vgg11": [{}], "simplenn": [{}]}
+SMOKE_CASES = [(arch, options) for arch, variants in SMOKE_OPTIONS.items() for options in variants]
 
 
-@pytest.mark.parametrize("shortcut", ["A", "B"])
-@pytest.mark.parametrize("norm", NORM_NAMES)
-def test_every_norm_and_shortcut_gives_finite_logits_and_finite_gradients(norm, shortcut):
+def test_the_smoke_test_covers_every_registered_model():
+    assert set(SMOKE_OPTIONS) == set(MODELS)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("norm", NORM_LAYERS)
+@pytest.mark.parametrize(("arch", "options"), SMOKE_CASES, ids=[f"{a}-{o}" for a, o in SMOKE_CASES])
+def test_every_model_norm_and_activation_honours_the_contract_forward_and_backward(arch, options, norm,
+                                                                                  activation):
     torch.manual_seed(0)
-    model = build_model(_config(norm=norm, shortcut=shortcut)).train()
-    logits = model(_images(2))
+    model = build_model(_config(arch, norm=norm, activation=activation, **options)).train()
+    assert isinstance(model, Classifier)
+    x = _images(2)
+    features = model.forward_features(x)
+    assert features.shape == (2, model.feature_dim)
+    logits = model.forward_head(features)
     assert logits.shape == (2, 10)
     assert torch.isfinite(logits).all()
     F.cross_entropy(logits, torch.tensor([3, 7])).backward()
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            assert param.grad is not None, name
-            assert torch.isfinite(param.grad).all(), name
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    model.eval()
+    with torch.no_grad():  # forward is the head applied to the features
+        torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)))
 
 
-def test_features_are_the_mean_pooled_last_stage_and_forward_applies_fc_to_them():
+def test_features_are_the_mean_pooled_last_stage_and_forward_applies_the_head_to_them():
     torch.manual_seed(0)
     model = build_model(_config(n=1)).eval()
     x = _images(3)
     captured = {}
     model.stages.register_forward_hook(lambda module, inputs, output: captured.update(last=output))
-    features = model.features(x)
+    features = model.forward_features(x)
     assert features.shape == (3, 64)
     assert model.feature_dim == 64
     torch.testing.assert_close(features, captured["last"].mean(dim=(2, 3)))
-    torch.testing.assert_close(model(x), features @ model.fc.weight.T + model.fc.bias)
+    torch.testing.assert_close(model(x), features @ model.head.weight.T + model.head.bias)
+
+
+def test_swish_is_x_times_sigmoid_x_and_equals_torchs_silu():
+    x = torch.linspace(-6, 6, 101, dtype=torch.float64)
+    torch.testing.assert_close(Swish()(x), x / (1 + torch.exp(-x)))
+    torch.testing.assert_close(Swish()(x), F.silu(x))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_the_activation_reaches_every_nonlinearity_of_every_model(activation):
+    expected = type(get_act_layer(activation)())
+    others = {type(get_act_layer(a)()) for a in ACTIVATIONS} - {expected}
+    for arch, variants in SMOKE_OPTIONS.items():
+        model = build_model(_config(arch, activation=activation, **variants[0]))
+        kinds = {type(m) for m in model.modules()}
+        assert expected in kinds and not kinds & others, arch
+
+
+# --- The plain network, VGG-11 and SimpleNN ------------------------------------------------------------------
+
+
+def test_plain_network_is_the_resnet_without_shortcuts_and_with_the_same_weights():
+    plain = build_model(_config("plain", n=2))
+    resnet = build_model(_config("resnet", n=2, shortcut="A"))
+    assert all(block.shortcut is None for stage in plain.stages for block in stage)
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in resnet.parameters()]
+    torch.manual_seed(0)
+    block = plain.stages[1][0].eval()
+    x = torch.randn(2, 16, 8, 8)
+    reference = F.relu(block.norm2(block.conv2(F.relu(block.norm1(block.conv1(x))))))  # no residual sum
+    torch.testing.assert_close(block(x), reference)
+
+
+def test_vgg11_has_the_eight_convolutions_and_five_pools_of_its_config_list():
+    model = build_model(_config("vgg11"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert all((m.kernel_size, m.padding) == ((3, 3), (1, 1)) for m in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+    assert (model.head.in_features, model.head.out_features) == (512, 10)
+
+
+def test_simplenn_has_the_labs_layers_without_padding():
+    model = build_model(_config("simplenn", norm="nn"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.padding) for m in convs] == [
+        (3, 8, (5, 5), (0, 0)), (8, 16, (3, 3), (0, 0))]
+    assert [(m.in_features, m.out_features) for m in linears] == [(576, 120), (120, 84), (84, 10)]
+    assert model.feature_dim == 84
+
+
+@pytest.mark.parametrize(("arch", "widths"), [("resnet", (16, 32, 64)), ("plain", (16, 32, 64)),
+                                              ("vgg11", (64, 128, 256, 512)), ("simplenn", (8, 16))])
+def test_each_family_reports_the_widths_its_norms_get(arch, widths):
+    config = _config(arch, norm="torch_bn")
+    assert MODELS[arch].widths(config.options) == widths
+    normed = {m.num_features for m in build_model(config).modules() if isinstance(m, nn.BatchNorm2d)}
+    assert normed == set(widths)
 
 
 # --- Shortcuts and downsampling ---------------------------------------------------------------------------
@@ -159,7 +242,7 @@ def test_padshortcut_16_to_32_stride_2_on_a_hand_made_input():
 
 def test_basic_block_adds_its_shortcut_before_the_final_relu():
     torch.manual_seed(0)
-    block = BasicBlock(16, 32, stride=2, norm_layer=get_norm_layer("nn"), shortcut="A")
+    block = BasicBlock(16, 32, stride=2, norm_layer=get_norm_layer("nn"), shortcut="A", act_layer=RELU)
     x = torch.randn(2, 16, 8, 8)
     # Reference from the paper's Fig. 2 with the identity norm: relu(W2 relu(W1 x) + shortcut(x)).
     residual = F.conv2d(F.relu(F.conv2d(x, block.conv1.weight, stride=2, padding=1)), block.conv2.weight, padding=1)
@@ -196,8 +279,9 @@ def test_downsampling_happens_only_at_the_start_of_stages_2_and_3(shortcut):
 
 
 def test_build_model_refuses_an_unknown_arch_naming_the_key():
+    config = ModelConfig(arch="vgg", num_classes=10, norm="bn", groups=GROUPS, activation="relu", options=None)
     with pytest.raises(CifarlabError, match="model.arch"):
-        build_model(_config(arch="vgg"))
+        build_model(config)
 
 
 @pytest.mark.parametrize("n", [0, -1])
@@ -225,14 +309,14 @@ def test_groupnorm_groups_that_divide_every_width_are_accepted(groups):
 
 @pytest.mark.parametrize("out_channels, stride", [(32, 2), (16, 1)], ids=["transition", "identity-shortcut"])
 @pytest.mark.parametrize("shortcut", ["A", "B"])
-@pytest.mark.parametrize("norm", NORM_NAMES)
+@pytest.mark.parametrize("norm", NORM_LAYERS)
 def test_basic_block_in_place_relu_and_sum_give_the_out_of_place_outputs_and_gradients(norm, shortcut,
                                                                                        out_channels, stride):
     """The block overwrites its norms' outputs; that must not change what autograd computes for any norm,
     nor touch the block's input, which an identity shortcut hands on as it is."""
     torch.manual_seed(0)
     block = BasicBlock(16, out_channels, stride=stride, norm_layer=get_norm_layer(norm, groups=GROUPS),
-                       shortcut=shortcut).train()
+                       shortcut=shortcut, act_layer=RELU).train()
     twin = copy.deepcopy(block)
     x = torch.randn(4, 16, 8, 8, generator=torch.Generator().manual_seed(2), requires_grad=True)
     x_twin = x.detach().clone().requires_grad_()

@@ -24,7 +24,7 @@ from cifarlab.cli import check_compile_toolchain, configure_torch
 from cifarlab.config import PerformanceConfig
 from cifarlab.errors import CifarlabError
 from cifarlab.loader import EpochPlan, Normalizer, ResidentDataset, crop_flip
-from cifarlab.models import CifarResNet
+from cifarlab.models.resnet import CifarResNet
 from cifarlab.norms import (
     BatchInstanceNorm2d,
     BatchNorm2d,

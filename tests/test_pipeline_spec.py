@@ -27,8 +27,16 @@ def cifarlab_imports(path: Path) -> set[str]:
     return found
 
 
+def module_path(module: str) -> Path:
+    """The file of a cifarlab module: a package's __init__.py, or a module's .py."""
+    relative = Path(*module.split(".")[1:])
+    package = PACKAGE / relative / "__init__.py"
+    return package if package.exists() else PACKAGE / relative.with_suffix(".py")
+
+
 def library_closure(script: Path) -> set[str]:
-    """Repository paths of every cifarlab module `script` imports, transitively."""
+    """Repository paths of every cifarlab module `script` imports, transitively; importing a module of a
+    package runs the package's __init__.py too."""
     seen: set[str] = set()
     todo = list(cifarlab_imports(script))
     while todo:
@@ -36,8 +44,10 @@ def library_closure(script: Path) -> set[str]:
         if module in seen or module == "cifarlab":
             continue
         seen.add(module)
-        todo.extend(cifarlab_imports(PACKAGE / f"{module.split('.', 1)[1]}.py"))
-    return {f"src/cifarlab/{m.split('.', 1)[1]}.py" for m in seen}
+        parts = module.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(2, len(parts)))  # its enclosing packages
+        todo.extend(cifarlab_imports(module_path(module)))
+    return {str(module_path(m).relative_to(ROOT)) for m in seen}
 
 
 def stage_definitions() -> dict[str, dict]:

@@ -29,7 +29,7 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, A
         raise CifarlabError(f"{path}: no model file; run the train stage first")
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
-        model = build_model(ModelConfig(**saved["run"]["model"])).to(device)
+        model = build_model(ModelConfig.from_dict(saved["run"]["model"])).to(device)
         model.load_state_dict(saved["model_state"])
     except (RuntimeError, KeyError, TypeError, EOFError) as exc:
         raise CifarlabError(f"{path}: not a cifarlab model file ({exc.__class__.__name__}: {exc})") from exc

@@ -11,57 +11,59 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cifarlab.activations import ACTIVATIONS
 from cifarlab.errors import CifarlabError
-
-NORM_NAMES = ("torch_bn", "bn", "in", "bin", "ln", "gn", "nn")
-RESNET_WIDTHS = (16, 32, 64)
-
-
-def _spec(*, min: float | None = None, max: float | None = None, above: float | None = None,
-          below: float | None = None, choices: tuple = ()) -> dict:
-    """Field constraints: inclusive `min`/`max`, exclusive `above`/`below`, allowed `choices`."""
-    return {"min": min, "max": max, "above": above, "below": below, "choices": choices}
+from cifarlab.fields import build_section, check_fields, spec
+from cifarlab.models import MODELS
+from cifarlab.norms import NORM_LAYERS
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: str
     md5: str | None
-    val_fraction: float = field(metadata=_spec(above=0.0, below=1.0))
+    val_fraction: float = field(metadata=spec(above=0.0, below=1.0))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = field(metadata=_spec(choices=("resnet",)))
-    n: int = field(metadata=_spec(min=1))
-    num_classes: int = field(metadata=_spec(min=2))
-    shortcut: str = field(metadata=_spec(choices=("A", "B")))
-    norm: str = field(metadata=_spec(choices=NORM_NAMES))
-    groups: int = field(metadata=_spec(min=1))
+    """The keys every model takes; `options` is the family's own dataclass (`MODELS[arch].options`),
+    filled from the keys of `model:` and the run entry that the family declares (`n`, `shortcut`, ...)."""
+
+    arch: str = field(metadata=spec(choices=tuple(MODELS)))
+    num_classes: int = field(metadata=spec(min=2))
+    norm: str = field(metadata=spec(choices=tuple(NORM_LAYERS)))
+    groups: int = field(metadata=spec(min=1))  # GroupNorm's groups; must divide the model's widths
+    activation: str = field(metadata=spec(choices=tuple(ACTIVATIONS)))
+    options: Any = field(default=None, metadata={"nested": True})
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        """Rebuild from `dataclasses.asdict` output, as a checkpoint stores it."""
+        options = MODELS[values["arch"]].options(**values["options"])
+        return cls(**{**values, "options": options})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = field(metadata=_spec(min=1))
-    batch_size: int = field(metadata=_spec(min=1))
-    lr: float = field(metadata=_spec(above=0.0))
-    lr_scaling: str = field(metadata=_spec(choices=("linear", "none")))
-    lr_reference_batch: int = field(metadata=_spec(min=1))
-    momentum: float = field(metadata=_spec(min=0.0, max=1.0))
-    weight_decay: float = field(metadata=_spec(min=0.0))
-    gate_lr_multiplier: float = field(metadata=_spec(above=0.0))
-    schedule: str = field(metadata=_spec(choices=("step", "cosine")))
-    warmup_epochs: int = field(metadata=_spec(min=0))
-    patience: int = field(metadata=_spec(min=1))
-    train_images: int = field(metadata=_spec(min=0))
-    val_images: int = field(metadata=_spec(min=0))
-    eval_batch_size: int = field(metadata=_spec(min=0))
+    epochs: int = field(metadata=spec(min=1))
+    batch_size: int = field(metadata=spec(min=1))
+    lr: float = field(metadata=spec(above=0.0))
+    lr_scaling: str = field(metadata=spec(choices=("linear", "none")))
+    lr_reference_batch: int = field(metadata=spec(min=1))
+    momentum: float = field(metadata=spec(min=0.0, max=1.0))
+    weight_decay: float = field(metadata=spec(min=0.0))
+    gate_lr_multiplier: float = field(metadata=spec(above=0.0))
+    schedule: str = field(metadata=spec(choices=("step", "cosine")))
+    warmup_epochs: int = field(metadata=spec(min=0))
+    patience: int = field(metadata=spec(min=1))
+    train_images: int = field(metadata=spec(min=0))
+    val_images: int = field(metadata=spec(min=0))
+    eval_batch_size: int = field(metadata=spec(min=0))
 
     @property
     def effective_lr(self) -> float:
@@ -78,7 +80,7 @@ class PerformanceConfig:
     channels_last: bool
     bf16: bool
     deterministic: bool
-    compile: str = field(metadata=_spec(choices=("none", "default", "reduce-overhead")))
+    compile: str = field(metadata=spec(choices=("none", "default", "reduce-overhead")))
 
 
 @dataclass(frozen=True)
@@ -107,61 +109,6 @@ class Study:
         if name not in self.runs:
             raise CifarlabError(f"runs: no run named '{name}'; expected one of: {', '.join(self.runs)}")
         return self.runs[name]
-
-
-def _check_value(value: Any, annotation: Any, meta: Mapping, key: str) -> Any:
-    allowed = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise CifarlabError(f"{key}: expected a value, got null")
-    if int in allowed and isinstance(value, int) and not isinstance(value, bool):
-        checked: Any = value
-    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
-        checked = float(value)
-    elif str in allowed and isinstance(value, str):
-        checked = value
-    elif bool in allowed and isinstance(value, bool):
-        checked = value
-    else:
-        expected = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
-        raise CifarlabError(f"{key}: expected {expected}, got {value!r}")
-    if meta.get("choices") and checked not in meta["choices"]:
-        raise CifarlabError(f"{key}: expected one of {', '.join(map(str, meta['choices']))}, got {checked!r}")
-    low, high = meta.get("min"), meta.get("max")
-    if low is not None and checked < low:
-        raise CifarlabError(f"{key}: expected a value >= {low}, got {checked!r}")
-    if high is not None and checked > high:
-        raise CifarlabError(f"{key}: expected a value <= {high}, got {checked!r}")
-    if meta.get("above") is not None and checked <= meta["above"]:
-        raise CifarlabError(f"{key}: expected a value > {meta['above']}, got {checked!r}")
-    if meta.get("below") is not None and checked >= meta["below"]:
-        raise CifarlabError(f"{key}: expected a value < {meta['below']}, got {checked!r}")
-    return checked
-
-
-
-def check_fields(cls: type, values: Any, key: str) -> dict[str, Any]:
-    """Check the keys present in `values` against dataclass `cls` (names, types, ranges), naming `key.<field>`."""
-    if not isinstance(values, Mapping):
-        raise CifarlabError(f"{key}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for name in values:
-        if name not in fields:
-            raise CifarlabError(f"{key}.{name}: unknown key; expected one of: {', '.join(fields)}")
-    return {name: _check_value(value, hints[name], fields[name].metadata, f"{key}.{name}")
-            for name, value in values.items()}
-
-
-def build_section(cls: type, values: Any, key: str, context: str = "") -> Any:
-    """Build dataclass `cls` from a mapping that must give every field."""
-    checked = check_fields(cls, values, key)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in checked]
-    if missing:
-        raise CifarlabError(f"{key}.{missing[0]}: missing{context}; {key} needs: "
-                            f"{', '.join(f.name for f in dataclasses.fields(cls))}")
-    return cls(**checked)
 
 
 def _require(params: Mapping, name: str, kind: type, where: str = "params.yaml") -> Any:
@@ -210,7 +157,7 @@ def _check_profile(name: str, overrides: Any) -> None:
         return
     if not isinstance(overrides, Mapping) or set(overrides) - {"model", "train"}:
         raise CifarlabError(f"profiles.{name}: expected a mapping with 'model' and/or 'train' overrides")
-    check_fields(ModelConfig, overrides.get("model") or {}, f"profiles.{name}.model")
+    _check_model_keys(overrides.get("model") or {}, f"profiles.{name}.model")
     check_fields(TrainConfig, overrides.get("train") or {}, f"profiles.{name}.train")
 
 
@@ -219,14 +166,14 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     key = f"runs.{name}"
     if not isinstance(entry, Mapping):
         raise CifarlabError(f"{key}: expected a mapping such as {{norm: bn, batch_size: 128}}, got {entry!r}")
-    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    model_keys = set(_model_key_fields())
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     for option in entry:
         if option not in model_keys | train_keys:
             raise CifarlabError(f"{key}.{option}: unknown key; a run sets keys of model: or train: "
                                 f"({', '.join(sorted(model_keys | train_keys))})")
     if "norm" not in entry:
-        raise CifarlabError(f"{key}.norm: missing; every run names its norm ({', '.join(NORM_NAMES)})")
+        raise CifarlabError(f"{key}.norm: missing; every run names its norm ({', '.join(NORM_LAYERS)})")
     # Each layer is checked under the key where it was written, so an error points at the right line.
     layers = [("model", "train", model_defaults, train_defaults),
               (key, key, {k: v for k, v in entry.items() if k in model_keys},
@@ -236,16 +183,61 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     model_values: dict[str, Any] = {}
     train_values: dict[str, Any] = {}
     for model_key, train_key, model_layer, train_layer in layers:
-        model_values.update(check_fields(ModelConfig, model_layer, model_key))
+        model_values.update(_check_model_keys(model_layer, model_key))
         train_values.update(check_fields(TrainConfig, train_layer, train_key))
-    model = build_section(ModelConfig, model_values, "model", f" (needed by run {name})")
+    model = _build_model_config(model_values, entry, key, name)
     train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
-    if model.norm == "gn":
-        bad = [w for w in RESNET_WIDTHS if w % model.groups]
-        if bad:
-            where = f"{key}.groups" if "groups" in entry else "model.groups"
-            raise CifarlabError(f"{where}: GroupNorm groups={model.groups} must divide the ResNet widths "
-                                f"{', '.join(map(str, RESNET_WIDTHS))} (run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
     return RunConfig(name=name, seed=seed, model=model, train=train, performance=performance)
+
+
+def _model_key_fields() -> dict[str, type]:
+    """Every key a run may set under model:, with the dataclass that checks it: the common keys of
+    ModelConfig, then each family's option keys (a key two families share is checked by the first)."""
+    keys = {f.name: ModelConfig for f in dataclasses.fields(ModelConfig) if not f.metadata.get("nested")}
+    for family in MODELS.values():
+        for f in dataclasses.fields(family.options):
+            keys.setdefault(f.name, family.options)
+    return keys
+
+
+def _check_model_keys(values: Any, key: str) -> dict[str, Any]:
+    """Check one layer of model keys (defaults, a run entry or a profile), naming `key.<name>`."""
+    if not isinstance(values, Mapping):
+        raise CifarlabError(f"{key}: expected a mapping, got {values!r}")
+    known = _model_key_fields()
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise CifarlabError(f"{key}.{name}: unknown key; expected one of: {', '.join(known)}")
+        checked.update(check_fields(known[name], {name: value}, key))
+    return checked
+
+
+def _build_model_config(values: dict[str, Any], entry: Mapping, key: str, run: str) -> ModelConfig:
+    """The run's ModelConfig: the common keys, and the options of its family from the merged keys.
+
+    An option the run entry sets but its family lacks is an error; options that `model:` or a profile
+    give for other families (ResNet's `n` for a VGG run) do not apply to it.
+    """
+    context = f" (needed by run {run})"
+    common = [f.name for f in dataclasses.fields(ModelConfig) if not f.metadata.get("nested")]
+    for name in common:
+        if name not in values:
+            raise CifarlabError(f"model.{name}: missing{context}; model needs: {', '.join(common)}")
+    family = MODELS[values["arch"]]
+    own = [f.name for f in dataclasses.fields(family.options)]
+    foreign = [name for name in entry if name in _model_key_fields() and name not in common + own]
+    if foreign:
+        raise CifarlabError(f"{key}.{foreign[0]}: not an option of arch {values['arch']} "
+                            f"(its options: {', '.join(own) or 'none'})")
+    options = build_section(family.options, {k: v for k, v in values.items() if k in own}, "model", context)
+    model = ModelConfig(**{name: values[name] for name in common}, options=options)
+    if model.norm == "gn":
+        widths = family.widths(options)
+        if any(width % model.groups for width in widths):
+            where = f"{key}.groups" if "groups" in entry else "model.groups"
+            raise CifarlabError(f"{where}: GroupNorm groups={model.groups} must divide the {values['arch']} "
+                                f"widths {', '.join(map(str, widths))} (run {run})")
+    return model

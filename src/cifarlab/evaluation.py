@@ -57,9 +57,9 @@ def predict(model: torch.nn.Module, dataset: ResidentDataset, normalize: Normali
     model.eval()
     logits, features = [], []
     for images, _ in dataset.eval_batches(batch_size, normalize):
-        feats = model.features(images)
+        feats = model.forward_features(images)
         features.append(feats)
-        logits.append(model.fc(feats))
+        logits.append(model.forward_head(feats))
     model.train(was_training)
     return Predictions(torch.cat(logits), torch.cat(features), dataset.labels)
 

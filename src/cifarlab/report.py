@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import defaultdict
@@ -15,6 +16,7 @@ import pandas as pd
 from cifarlab.config import RunConfig, Study
 from cifarlab.errors import CifarlabError
 from cifarlab.io import write_text
+from cifarlab.models import MODELS
 from cifarlab.plots import plot_error_curves, read_history
 from cifarlab.tracking import read_live_summary
 
@@ -96,7 +98,8 @@ def sanity_section(configs: Mapping[str, RunConfig], metrics: Mapping[str, Any],
     """torch_bn (built-in) against bn (from scratch) at each batch size where both ran."""
     lines = ["## Sanity check: built-in BatchNorm (`torch_bn`) vs from-scratch BatchNorm (`bn`)", ""]
     pairs = [(t, b) for t in _runs_with(configs, SANITY_PAIR[0]) for b in _runs_with(configs, SANITY_PAIR[1])
-             if configs[t].train == configs[b].train and configs[t].model.n == configs[b].model.n]
+             if configs[t].train == configs[b].train
+             and dataclasses.replace(configs[t].model, norm="bn") == configs[b].model]
     if not pairs:
         return "\n".join(lines + ["No pair of `torch_bn` and `bn` runs with the same settings in this study.", ""])
     lines += ["Same seed, data order and settings; only the norm's implementation differs. Differences come "
@@ -145,8 +148,8 @@ def parameters_section(study: Study) -> str:
     rows = []
     for name, cfg in study.runs.items():
         m, t = cfg.model, cfg.train
-        rows.append({"run": name, "norm": m.norm + (f" ({m.groups} groups)" if m.norm == "gn" else ""),
-                     "layers": 6 * m.n + 2, "shortcut": m.shortcut, "batch": t.batch_size,
+        rows.append({"run": name, "model": MODELS[m.arch].label(m.options), "activation": m.activation,
+                     "norm": m.norm + (f" ({m.groups} groups)" if m.norm == "gn" else ""), "batch": t.batch_size,
                      "lr": f"{t.effective_lr:g}", "lr rule": t.lr_scaling, "schedule": t.schedule,
                      "warm-up epochs": t.warmup_epochs, "epochs": t.epochs, "patience": t.patience,
                      "weight decay": t.weight_decay, "momentum": t.momentum,

@@ -1,0 +1,78 @@
+"""Typed, range-checked fields for the frozen dataclasses that params sections become.
+
+A field's metadata (`spec`) says what values it takes; `check_fields` and `build_section` check a
+mapping against a dataclass and name the params key of any bad value. Families of models declare
+their own option dataclasses with these, so their keys are validated like every other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from cifarlab.errors import CifarlabError
+
+
+def spec(*, min: float | None = None, max: float | None = None, above: float | None = None,
+         below: float | None = None, choices: tuple = ()) -> dict:
+    """Field constraints: inclusive `min`/`max`, exclusive `above`/`below`, allowed `choices`."""
+    return {"min": min, "max": max, "above": above, "below": below, "choices": choices}
+
+
+def _check_value(value: Any, annotation: Any, meta: Mapping, key: str) -> Any:
+    allowed = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise CifarlabError(f"{key}: expected a value, got null")
+    if int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        checked: Any = value
+    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        checked = float(value)
+    elif str in allowed and isinstance(value, str):
+        checked = value
+    elif bool in allowed and isinstance(value, bool):
+        checked = value
+    else:
+        expected = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        raise CifarlabError(f"{key}: expected {expected}, got {value!r}")
+    if meta.get("choices") and checked not in meta["choices"]:
+        raise CifarlabError(f"{key}: expected one of {', '.join(map(str, meta['choices']))}, got {checked!r}")
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and checked < low:
+        raise CifarlabError(f"{key}: expected a value >= {low}, got {checked!r}")
+    if high is not None and checked > high:
+        raise CifarlabError(f"{key}: expected a value <= {high}, got {checked!r}")
+    if meta.get("above") is not None and checked <= meta["above"]:
+        raise CifarlabError(f"{key}: expected a value > {meta['above']}, got {checked!r}")
+    if meta.get("below") is not None and checked >= meta["below"]:
+        raise CifarlabError(f"{key}: expected a value < {meta['below']}, got {checked!r}")
+    return checked
+
+
+
+def check_fields(cls: type, values: Any, key: str) -> dict[str, Any]:
+    """Check the keys present in `values` against dataclass `cls` (names, types, ranges), naming `key.<field>`."""
+    if not isinstance(values, Mapping):
+        raise CifarlabError(f"{key}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    # A "nested" field holds another dataclass, built by the caller, never given as a plain key.
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("nested")}
+    for name in values:
+        if name not in fields:
+            raise CifarlabError(f"{key}.{name}: unknown key; expected one of: {', '.join(fields)}")
+    return {name: _check_value(value, hints[name], fields[name].metadata, f"{key}.{name}")
+            for name, value in values.items()}
+
+
+def build_section(cls: type, values: Any, key: str, context: str = "") -> Any:
+    """Build dataclass `cls` from a mapping that must give every field."""
+    checked = check_fields(cls, values, key)
+    needed = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("nested")]
+    missing = [name for name in needed if name not in checked]
+    if missing:
+        raise CifarlabError(f"{key}.{missing[0]}: missing{context}; {key} needs: {', '.join(needed)}")
+    return cls(**checked)
