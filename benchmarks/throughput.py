@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import yaml
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -38,11 +39,13 @@ from torchvision import transforms
 
 from cifarlab.cli import resolve_device
 from cifarlab.config import ModelConfig, TrainConfig
+from cifarlab.fields import build_section
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
 from cifarlab.models.resnet import CifarResNet, ResNetOptions
 from cifarlab.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
-from cifarlab.training import Stepper, build_optimizer
+from cifarlab.optim import build_optimizer
+from cifarlab.training import Stepper
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 GROUPS = 8
@@ -74,9 +77,9 @@ def usual_loader(images: np.ndarray, labels: np.ndarray, batch_size: int, worker
 
 
 def train_config(batch_size: int) -> TrainConfig:
-    return TrainConfig(epochs=100, batch_size=batch_size, lr=0.1, lr_scaling="linear", lr_reference_batch=128,
-                       momentum=0.9, weight_decay=1e-4, gate_lr_multiplier=10.0, schedule="step", warmup_epochs=0, patience=20,
-                       train_images=0, val_images=0, eval_batch_size=1024)
+    """The study's `train:` defaults from params.yaml at `batch_size`."""
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["train"]
+    return build_section(TrainConfig, {**defaults, "batch_size": batch_size}, "train")
 
 
 Train = Callable[[Iterable[tuple[torch.Tensor, torch.Tensor]]], object]

@@ -14,10 +14,12 @@ EPOCHS = 4
 
 
 def tiny_params(archive: Path, runs: dict | None = None) -> dict:
-    """params.yaml with the quick profile set to a ResNet-8 for EPOCHS epochs on every image of `archive`."""
+    """params.yaml with the quick profile set to a ResNet-8 for EPOCHS epochs on every image of `archive`,
+    the lr decaying after epochs 2 and 3."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["profile"] = "quick"
     params["data"]["source"] = str(archive)
+    params["train"]["milestones"] = [2, 3]  # a default, so that a run entry can still set its own
     params["profiles"]["quick"] = {"model": {"n": 1},
                                    "train": {"epochs": EPOCHS, "train_images": 0, "val_images": 0,
                                              "patience": EPOCHS, "eval_batch_size": 64}}

@@ -172,6 +172,17 @@ def test_train_batches_pair_each_label_with_its_own_image_cropped_and_flipped_by
     torch.testing.assert_close(x.double(), _reference_normalize(expected), atol=1e-5, rtol=1e-5)
 
 
+def test_train_batches_without_augmentation_are_the_plans_order_of_untouched_images():
+    dataset, images = _dataset(10)
+    plan = EpochPlan.draw(10, 3, 1)
+    batches = list(dataset.train_batches(4, seed=3, epoch=1, normalize=Normalizer(MEAN, STD, CPU), augment=False))
+    ids = torch.cat([labels for _, labels in batches])
+    assert torch.equal(ids, plan.order)  # the same order as with augmentation
+    expected = torch.from_numpy(images)[plan.order]
+    x = torch.cat([x for x, _ in batches])
+    torch.testing.assert_close(x.double(), _reference_normalize(expected), atol=1e-5, rtol=1e-5)
+
+
 def test_train_batches_of_two_epochs_come_in_different_orders():
     dataset, _ = _dataset(20)
     normalize = Normalizer(MEAN, STD, CPU)

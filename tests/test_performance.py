@@ -224,7 +224,7 @@ def test_stepper_bf16_autocast_on_cpu_gives_bf16_logits_a_float32_loss_near_the_
     twin = copy.deepcopy(model)
     stepper = _stepper(model, amp_dtype=torch.bfloat16)
 
-    loss, logits = stepper.forward(images, labels)
+    _, loss, logits = stepper.forward(images, labels)
     assert logits.dtype == torch.bfloat16
     assert loss.dtype == torch.float32
 

@@ -35,7 +35,7 @@ def tiny_params(archive: Path) -> dict:
     params["data"]["source"] = str(archive)
     params["profiles"]["quick"] = {"model": {"n": 1},
                                    "train": {"epochs": 2, "train_images": 0, "val_images": 0, "patience": 2,
-                                             "eval_batch_size": 64}}
+                                             "milestones": [1], "eval_batch_size": 64}}
     return params
 
 

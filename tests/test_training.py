@@ -16,7 +16,9 @@ from cifarlab.config import load_study
 from cifarlab.evaluation import Predictions
 from cifarlab.models import build_model
 from cifarlab.norms import gate_parameters
-from cifarlab.training import build_optimizer, lr_factor, stops_early, train_run
+from cifarlab.optim import build_optimizer
+from cifarlab.schedules import lr_factor
+from cifarlab.training import stops_early, train_run
 
 CPU = torch.device("cpu")
 UNUSED = "unused.tar.gz"  # run_config needs a data source; these tests train on `tiny_split`
@@ -30,8 +32,9 @@ def _train(run, split, tmp_path):
 
 
 def test_each_epoch_logs_the_mean_lr_its_steps_trained_with_under_warmup_and_step_decay(tiny_split, tmp_path):
-    # 30 train images in batches of 8: 4 steps per epoch, 16 in all; milestones at steps 8 and 12.
-    run = run_config(tmp_path / UNUSED, lr=0.1, lr_scaling="none", schedule="step", warmup_epochs=1)
+    # 30 train images in batches of 8: 4 steps per epoch, 16 in all; milestones after epochs 2 and 3.
+    run = run_config(tmp_path / UNUSED, lr=0.1, lr_scaling="none", schedule="multistep", milestones=[2, 3],
+                     warmup_epochs=1)
     history = _train(run, tiny_split, tmp_path).history
     warmup = 0.1 * (1 + 2 + 3 + 4) / 4 / 4  # steps 0-3 at 1/4, 2/4, 3/4, 4/4 of the lr
     assert [row["lr"] for row in history] == pytest.approx([warmup, 0.1, 0.01, 0.001])
@@ -64,7 +67,7 @@ def test_bin_gates_form_their_own_group_at_the_multiplied_lr_without_weight_deca
 
 
 def test_the_schedule_scales_the_gate_group_with_the_weights(tmp_path):
-    run = run_config(tmp_path / UNUSED, norm="bin", schedule="step", warmup_epochs=1)
+    run = run_config(tmp_path / UNUSED, norm="bin", schedule="multistep", milestones=[2, 3], warmup_epochs=1)
     optimizer = build_optimizer(build_model(run.model), run.train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(run.train, steps_per_epoch=4))
     for _ in range(13):  # through the warm-up and both milestones
@@ -88,14 +91,23 @@ def test_the_default_gate_lr_multiplier_is_ten_as_in_the_authors_code():
 # --- early stopping and the schedule -----------------------------------------------------------------------
 
 
-def test_step_schedule_patience_counts_only_after_the_last_decay(tmp_path):
+def test_multistep_schedule_patience_counts_only_after_the_last_decay(tmp_path):
     # 100 epochs, milestones at 50% and 75%: the last decay takes effect after epoch 75.
-    train = run_config(tmp_path / UNUSED, schedule="step", profile={"epochs": 100, "patience": 20}).train
+    train = run_config(tmp_path / UNUSED, schedule="multistep",
+                       profile={"epochs": 100, "patience": 20, "milestones": [50, 75]}).train
     assert not stops_early(epoch=49, best_epoch=10, train=train)  # a plateau at lr 0.1
     assert not stops_early(epoch=74, best_epoch=10, train=train)  # a plateau at lr 0.01
     assert not stops_early(epoch=94, best_epoch=10, train=train)
     assert stops_early(epoch=95, best_epoch=10, train=train)  # 20 epochs at lr 0.001 without progress
     assert not stops_early(epoch=99, best_epoch=80, train=train)  # progress after the decay restarts the count
+
+
+def test_step_schedule_patience_counts_after_its_last_decay_and_constant_from_the_start(tmp_path):
+    step = run_config(tmp_path / UNUSED, schedule="step", step_epochs=30, profile={"epochs": 100, "patience": 5}).train
+    assert not stops_early(epoch=94, best_epoch=1, train=step)  # the last decay is after epoch 90
+    assert stops_early(epoch=95, best_epoch=1, train=step)
+    constant = run_config(tmp_path / UNUSED, schedule="constant", profile={"epochs": 100, "patience": 5}).train
+    assert stops_early(epoch=6, best_epoch=1, train=constant)
 
 
 def test_cosine_schedule_never_stops_early(tmp_path):
@@ -104,13 +116,14 @@ def test_cosine_schedule_never_stops_early(tmp_path):
 
 
 @pytest.mark.parametrize(("schedule", "status", "epochs_run"),
-                         [("step", "early_stopped", 7), ("cosine", "completed", 8)])
+                         [("multistep", "early_stopped", 7), ("cosine", "completed", 8)])
 def test_a_run_without_progress_trains_past_every_decay_before_it_stops(tiny_split, tmp_path, monkeypatch,
                                                                         schedule, status, epochs_run):
-    # Validation never improves after epoch 1. With 8 epochs the step schedule's last decay falls in
-    # epoch ceil(0.75 * 8) = 6, so patience 1 ends the run after epoch 7, not after epoch 2.
+    # Validation never improves after epoch 1. With milestones after epochs 4 and 6, patience 1 ends the
+    # run after epoch 7, not after epoch 2; cosine decays to the last step, so its run completes.
     monkeypatch.setattr(Predictions, "loss_and_error", lambda self: (1.0, 0.5))
-    run = run_config(tmp_path / UNUSED, schedule=schedule, warmup_epochs=0, profile={"epochs": 8, "patience": 1})
+    run = run_config(tmp_path / UNUSED, schedule=schedule, warmup_epochs=0,
+                     profile={"epochs": 8, "patience": 1, "milestones": [4, 6]})
     state = _train(run, tiny_split, tmp_path)
     assert (state.status, state.epoch, state.best_epoch) == (status, epochs_run, 1)
     assert min(row["lr"] for row in state.history) < 0.05 * run.train.effective_lr  # trained past the decays

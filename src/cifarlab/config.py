@@ -20,6 +20,8 @@ from cifarlab.errors import CifarlabError
 from cifarlab.fields import build_section, check_fields, spec
 from cifarlab.models import MODELS
 from cifarlab.norms import NORM_LAYERS
+from cifarlab.optim import OPTIMIZERS
+from cifarlab.schedules import SCHEDULES, check_schedule
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,16 @@ class TrainConfig:
     lr: float = field(metadata=spec(above=0.0))
     lr_scaling: str = field(metadata=spec(choices=("linear", "none")))
     lr_reference_batch: int = field(metadata=spec(min=1))
+    optimizer: str = field(metadata=spec(choices=tuple(OPTIMIZERS)))
     momentum: float = field(metadata=spec(min=0.0, max=1.0))
     weight_decay: float = field(metadata=spec(min=0.0))
+    l1: float = field(metadata=spec(min=0.0))
     gate_lr_multiplier: float = field(metadata=spec(above=0.0))
-    schedule: str = field(metadata=spec(choices=("step", "cosine")))
+    augment: bool
+    schedule: str = field(metadata=spec(choices=tuple(SCHEDULES)))
+    gamma: float = field(metadata=spec(above=0.0))
+    step_epochs: int = field(metadata=spec(min=1))
+    milestones: tuple[int, ...] = field(metadata=spec(min=1))
     warmup_epochs: int = field(metadata=spec(min=0))
     patience: int = field(metadata=spec(min=1))
     train_images: int = field(metadata=spec(min=0))
@@ -189,6 +197,7 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
+    check_schedule(train, key)
     return RunConfig(name=name, seed=seed, model=model, train=train, performance=performance)
 
 

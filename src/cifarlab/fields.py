@@ -23,6 +23,11 @@ def spec(*, min: float | None = None, max: float | None = None, above: float | N
 
 
 def _check_value(value: Any, annotation: Any, meta: Mapping, key: str) -> Any:
+    if typing.get_origin(annotation) is tuple:  # tuple[T, ...]: a YAML list, each item checked as a T
+        if not isinstance(value, (list, tuple)):
+            raise CifarlabError(f"{key}: expected a list, got {value!r}")
+        item = typing.get_args(annotation)[0]
+        return tuple(_check_value(v, item, meta, f"{key}[{i}]") for i, v in enumerate(value))
     allowed = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
     if value is None:
         if type(None) in allowed:

@@ -89,14 +89,17 @@ class ResidentDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int,
-                      normalize: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled, augmented, normalized batches for one epoch; the last batch may be smaller."""
+    def train_batches(self, batch_size: int, seed: int, epoch: int, normalize: Normalizer, *,
+                      augment: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled, normalized batches for one epoch, randomly cropped and flipped if `augment`; the last
+        batch may be smaller. The order is the same with augmentation on or off."""
         plan = EpochPlan.draw(len(self), seed, epoch).to(self.device)
         for start in range(0, len(self), batch_size):
             window = slice(start, start + batch_size)
             index = plan.order[window]
-            images = crop_flip(self.images[index], plan.dy[window], plan.dx[window], plan.flip[window])
+            images = self.images[index]
+            if augment:
+                images = crop_flip(images, plan.dy[window], plan.dx[window], plan.flip[window])
             yield normalize(images), self.labels[index]
 
     def eval_batches(self, batch_size: int,

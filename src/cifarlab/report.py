@@ -17,6 +17,7 @@ from cifarlab.config import RunConfig, Study
 from cifarlab.errors import CifarlabError
 from cifarlab.io import write_text
 from cifarlab.models import MODELS
+from cifarlab.schedules import describe_schedule
 from cifarlab.plots import plot_error_curves, read_history
 from cifarlab.tracking import read_live_summary
 
@@ -150,9 +151,11 @@ def parameters_section(study: Study) -> str:
         m, t = cfg.model, cfg.train
         rows.append({"run": name, "model": MODELS[m.arch].label(m.options), "activation": m.activation,
                      "norm": m.norm + (f" ({m.groups} groups)" if m.norm == "gn" else ""), "batch": t.batch_size,
-                     "lr": f"{t.effective_lr:g}", "lr rule": t.lr_scaling, "schedule": t.schedule,
+                     "optimizer": t.optimizer, "lr": f"{t.effective_lr:g}", "lr rule": t.lr_scaling,
+                     "schedule": describe_schedule(t),
                      "warm-up epochs": t.warmup_epochs, "epochs": t.epochs, "patience": t.patience,
-                     "weight decay": t.weight_decay, "momentum": t.momentum,
+                     "weight decay": t.weight_decay, "l1": t.l1, "augment": "yes" if t.augment else "no",
+                     "momentum": t.momentum,
                      # Only Batch-Instance Norm has gates; they are never weight-decayed.
                      "gate lr": (f"{t.effective_lr * t.gate_lr_multiplier:g} ({t.gate_lr_multiplier:g}x, no decay)"
                                  if m.norm == "bin" else "-"),

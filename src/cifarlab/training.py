@@ -1,7 +1,8 @@
-"""The one training loop: SGD with a named schedule, early stopping on validation accuracy, resumable.
+"""The one training loop: a named optimizer and schedule, early stopping on validation accuracy, resumable.
 
-Every option changes behaviour through a small named piece (a schedule, the optimizer's parameter
-groups, the gate clipping of Batch-Instance Norm), never through a branch on the run's name.
+Every option changes behaviour through a small named piece (a schedule, the optimizer and its parameter
+groups, a loss penalty, augmentation on or off, the hooks after each step such as the gate clipping of
+Batch-Instance Norm), never through a branch on the run's name.
 """
 
 from __future__ import annotations
@@ -29,76 +30,22 @@ from cifarlab.evaluation import eval_batch_size_for, predict
 from cifarlab.io import atomic_path
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
-from cifarlab.norms import clip_gates_, gate_parameters
+from cifarlab.optim import after_step_hooks, build_optimizer, loss_penalty
+from cifarlab.schedules import last_decay_epoch, lr_factor
 from cifarlab.tracking import LiveHistory
-
-STEP_MILESTONES = (0.5, 0.75)  # fractions of training at which the step schedule divides lr by 10
-
-
-def step_schedule(progress: float) -> float:
-    """He et al. 2016: lr x0.1 at each milestone."""
-    return 0.1 ** sum(progress >= m for m in STEP_MILESTONES)
-
-
-def cosine_schedule(progress: float) -> float:
-    """Cosine annealing to zero (Loshchilov & Hutter 2017), without restarts."""
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class Schedule(NamedTuple):
-    """The lr multiplier by the fraction of training done, and the fraction after which it no longer
-    decays: early stopping waits for that point (see `stops_early`)."""
-
-    factor: Callable[[float], float]
-    last_decay: float
-
-
-SCHEDULES: dict[str, Schedule] = {
-    "step": Schedule(step_schedule, last_decay=max(STEP_MILESTONES)),
-    "cosine": Schedule(cosine_schedule, last_decay=1.0),  # decays until the very last step
-}
-
-
-def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Multiplier of the base lr at optimizer step `step`: linear warm-up, then the named schedule."""
-    total = train.epochs * steps_per_epoch
-    warmup = train.warmup_epochs * steps_per_epoch
-    schedule = SCHEDULES[train.schedule].factor
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return schedule(step / total)
-
-    return factor
-
-
-def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum over two named parameter groups: "weights" (every parameter but the gates, with
-    weight decay) and "gates" (Batch-Instance Norm's rho, if any: `gate_lr_multiplier` times the lr and
-    no weight decay, as in Nam & Kim's code). The schedule scales both groups alike."""
-    gates = gate_parameters(model)
-    gate_ids = {id(p) for p in gates}
-    groups = [{"name": "weights", "params": [p for p in model.parameters() if id(p) not in gate_ids],
-               "weight_decay": train.weight_decay}]
-    if gates:
-        groups.append({"name": "gates", "params": gates, "weight_decay": 0.0,
-                       "lr": train.effective_lr * train.gate_lr_multiplier})
-    return torch.optim.SGD(groups, lr=train.effective_lr, momentum=train.momentum)
-
 
 class EpochTotals(NamedTuple):
     """What `Stepper.run` measured over its batches."""
 
-    loss_sum: float  # the summed per-image loss
+    loss_sum: float  # the summed per-image cross-entropy (without any penalty)
     correct: float  # correct predictions
     seen: int  # images
     mean_lr: float  # the base ("weights" group) lr averaged over the optimizer steps taken
 
 
 class Stepper:
-    """The training step: forward and loss (optionally autocast and compiled), backward, optimizer,
-    schedule and gate clipping; shared by the training loop and the benchmark.
+    """The training step: forward and loss (optionally autocast and compiled) plus `penalty`, backward,
+    optimizer, schedule and the model's after-step hooks; shared by the training loop and the benchmark.
 
     Losses and correct counts accumulate on the device and `run` reads them once at its end, so the
     host never waits for the device inside an epoch.
@@ -106,10 +53,10 @@ class Stepper:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
                  device: torch.device, channels_last: bool = False, amp_dtype: torch.dtype | None = None,
-                 compile_mode: str = "none") -> None:
+                 compile_mode: str = "none", penalty: Callable[[], torch.Tensor] | None = None) -> None:
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.gates = gate_parameters(model)
+        self.optimizer, self.scheduler, self.penalty = optimizer, scheduler, penalty
+        self.after_step = after_step_hooks(model)
         self.device, self.channels_last, self.amp_dtype = device, channels_last, amp_dtype
         self.forward = self._forward if compile_mode == "none" else torch.compile(self._forward, mode=compile_mode)
 
@@ -119,10 +66,13 @@ class Stepper:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, images: torch.Tensor,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(objective to minimise, cross-entropy, logits)."""
         with self.autocast():
             logits = self.model(images)
-        return F.cross_entropy(logits.float(), labels), logits
+        loss = F.cross_entropy(logits.float(), labels)
+        return (loss if self.penalty is None else loss + self.penalty()), loss, logits
 
     def run(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EpochTotals:
         """Train on every batch; return the summed loss, correct predictions, images seen and mean lr."""
@@ -132,14 +82,15 @@ class Stepper:
         seen = steps = 0
         lr_sum = 0.0
         for images, labels in batches:
-            loss, logits = self.forward(images, labels)
+            objective, loss, logits = self.forward(images, labels)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             lr_sum += self.optimizer.param_groups[0]["lr"]  # a host float: what this step uses
             steps += 1
             self.optimizer.step()
             self.scheduler.step()
-            clip_gates_(self.gates)
+            for hook in self.after_step:
+                hook()
             loss_sum += loss.detach() * labels.numel()
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += labels.numel()
@@ -236,7 +187,8 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
     stepper = Stepper(model, optimizer, scheduler, device=device, channels_last=perf.channels_last,
-                      amp_dtype=amp_dtype_for(perf, device), compile_mode=perf.compile)
+                      amp_dtype=amp_dtype_for(perf, device), compile_mode=perf.compile,
+                      penalty=loss_penalty(model, cfg))
     fingerprint = f"{run.fingerprint()}-{data_hash}"
 
     start = TrainState()
@@ -275,7 +227,7 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
         epoch = state.epoch + 1
         started = time.perf_counter()
         train_loss, train_correct, seen, mean_lr = stepper.run(
-            train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize))
+            train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize, augment=cfg.augment))
         train_seconds = time.perf_counter() - started
         with stepper.autocast():
             val = predict(model, val_data, normalize, eval_batch_size)
@@ -309,11 +261,6 @@ def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, c
         state.status = "early_stopped"
         state.stopped_reason = (f"no better validation accuracy for {cfg.patience} epochs since the last lr "
                                 f"decay (epoch {last_decay_epoch(cfg)}) or the best epoch")
-
-
-def last_decay_epoch(train: TrainConfig) -> int:
-    """The epoch during or at the end of which the schedule's last lr decay takes effect."""
-    return math.ceil(SCHEDULES[train.schedule].last_decay * train.epochs)
 
 
 def stops_early(epoch: int, best_epoch: int, train: TrainConfig) -> bool:
