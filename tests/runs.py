@@ -23,13 +23,13 @@ def tiny_params(archive: Path, runs: dict | None = None) -> dict:
     params["profiles"]["quick"] = {"model": {"n": 1},
                                    "train": {"epochs": EPOCHS, "train_images": 0, "val_images": 0,
                                              "patience": EPOCHS, "eval_batch_size": 64}}
-    params["runs"] = runs or {RUN: {"norm": "bn", "batch_size": 16}}
+    params["runs"] = runs or {RUN: {"study": "norm", "norm": "bn", "batch_size": 16}}
     return params
 
 
 def run_config(archive: Path, *, profile: dict | None = None, **overrides) -> RunConfig:
     """Run `x` of the tiny params: bn, batch size 8 (4 steps per epoch on `tiny_split`), with `overrides`
     of its entry and, if given, `profile` overrides of the quick profile's train keys (applied last)."""
-    params = tiny_params(archive, {"x": {"norm": "bn", "batch_size": 8, **overrides}})
+    params = tiny_params(archive, {"x": {"study": "norm", "norm": "bn", "batch_size": 8, **overrides}})
     params["profiles"]["quick"]["train"].update(profile or {})
     return load_study(params).runs["x"]

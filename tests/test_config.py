@@ -62,6 +62,12 @@ def test_quick_profile_overrides_every_run_last(params):
     assert study.runs["bn-8"].train.batch_size == 8
 
 
+def test_fingerprint_ignores_the_study_a_run_is_filed_under(params):
+    before = load_study(params).runs["gn-8"].fingerprint()
+    params["runs"]["gn-8"]["study"] = "elsewhere"
+    assert load_study(params).runs["gn-8"].fingerprint() == before
+
+
 def test_fingerprint_changes_with_any_run_setting(params):
     before = load_study(params).runs["gn-8"].fingerprint()
     params["runs"]["gn-8"]["groups"] = 4
@@ -86,6 +92,8 @@ def test_fingerprint_changes_with_any_run_setting(params):
     (lambda p: p["train"].update(epochs=True), "train.epochs: expected int, got True"),
     (lambda p: p["train"].pop("momentum"), "train.momentum: missing"),
     (lambda p: p["runs"]["in-128"].pop("norm"), "runs.in-128.norm: missing"),
+    (lambda p: p["runs"]["in-128"].pop("study"), "runs.in-128.study: expected the name of the run's study"),
+    (lambda p: p["runs"]["in-128"].update(study="a/b"), "runs.in-128.study: expected the name of the run's study"),
     (lambda p: p["runs"].update({"x": "bn"}), "runs.x: expected a mapping"),
     (lambda p: p.update(runs={}), "runs: expected at least one run"),
     (lambda p: p.update(profile="fast"), "profile: expected one of full, quick, got 'fast'"),
@@ -124,8 +132,9 @@ def test_the_names_params_accept_are_the_registrys_own(params, key, registry):
 
 
 def test_a_family_takes_only_its_own_options_from_the_defaults(params):
-    params["runs"] = {"vgg": {"arch": "vgg11", "norm": "bn"}, "plain": {"arch": "plain", "norm": "bn", "n": 3},
-                      "lab": {"arch": "simplenn", "norm": "nn", "activation": "swish"}}
+    params["runs"] = {"vgg": {"study": "s", "arch": "vgg11", "norm": "bn"},
+                      "plain": {"study": "s", "arch": "plain", "norm": "bn", "n": 3},
+                      "lab": {"study": "s", "arch": "simplenn", "norm": "nn", "activation": "swish"}}
     runs = load_study(params).runs
     assert runs["vgg"].model.options == MODELS["vgg11"].options()  # model.n and model.shortcut do not apply
     assert runs["plain"].model.options == MODELS["plain"].options(n=3)
@@ -133,14 +142,14 @@ def test_a_family_takes_only_its_own_options_from_the_defaults(params):
 
 
 def test_a_run_setting_an_option_its_family_lacks_is_refused(params):
-    params["runs"]["vgg"] = {"arch": "vgg11", "norm": "bn", "shortcut": "B"}
+    params["runs"]["vgg"] = {"study": "s", "arch": "vgg11", "norm": "bn", "shortcut": "B"}
     assert "runs.vgg.shortcut: not an option of arch vgg11 (its options: none)" in error_of(params)
 
 
 def test_groupnorm_groups_are_checked_against_the_widths_of_the_model_built(params):
-    params["runs"] = {"vgg-gn": {"arch": "vgg11", "norm": "gn", "groups": 32}}
+    params["runs"] = {"vgg-gn": {"study": "s", "arch": "vgg11", "norm": "gn", "groups": 32}}
     assert load_study(params).runs["vgg-gn"].model.groups == 32  # 32 divides 64, 128, 256 and 512
-    params["runs"]["resnet-gn"] = {"norm": "gn", "groups": 32}
+    params["runs"]["resnet-gn"] = {"study": "s", "norm": "gn", "groups": 32}
     assert ("runs.resnet-gn.groups: GroupNorm groups=32 must divide the resnet widths 16, 32, 64"
             in error_of(params))
 

@@ -51,6 +51,7 @@ def study_repo(tmp_path_factory) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(archive), sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["dvc", "init", "-q"], repo)
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")  # the project's plot templates
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "study"], repo)
     result = run(["dvc", "repro"], repo)
@@ -89,14 +90,15 @@ def test_dvc_metrics_show_lists_every_run(study_repo):
         assert files[f"metrics/{name}.json"]["data"]["test"]["macro_f1"] >= 0
 
 
-def test_dvc_plots_render_error_curves_and_confusion(study_repo):
+def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_repo):
     plots = json.loads(run(["dvc", "plots", "show", "--json"], study_repo).stdout)["data"]
-    assert {"train-error", "val-error", "test-confusion"} <= set(plots)
     runs = set(yaml.safe_load((study_repo / "params.yaml").read_text())["runs"])
-    for name in ("train-error", "val-error"):
-        points = plots[name][0]["content"]["data"]["values"]
-        assert {p["filename"].split("/")[0] for p in points} == runs
-        assert {p["step"] for p in points} == {"1", "2"}
+    for curve in ("train_error", "val_error", "train_loss", "val_loss", "lr"):
+        points = plots[f"plots/curves/norm/{curve}.csv"][0]["content"]["data"]["values"]
+        assert {p["run"] for p in points} == runs
+        assert {p["epoch"] for p in points} == {"1", "2"}
+    assert {p["run"] for p in plots["plots/curves-by-time/norm/train_loss.csv"][0]["content"]["data"]["values"]} == runs
+    assert {f"plots/predictions/{name}.csv" for name in runs} <= set(plots)
     html = study_repo / "html"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(html)], study_repo)
     assert (html / "index.html").exists()
@@ -130,3 +132,20 @@ def test_editing_one_run_reruns_only_that_run_and_what_depends_on_it(study_repo)
     assert "train@gn-8" in changed
     assert not {s for s in changed if s.startswith("train@") and s != "train@gn-8"}
     assert "fetch" not in changed and "split" not in changed
+
+
+def test_a_new_run_is_one_params_entry_that_metrics_and_curves_pick_up(study_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(study_repo, repo, symlinks=True)  # with its git history and DVC cache
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["runs"]["gn-4-128"] = {"study": "norm", "norm": "gn", "groups": 4}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = run(["dvc", "repro"], repo).stdout
+    trained = {line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage 'train@")}
+    assert trained == {"train@gn-4-128"}  # only the new run trains
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    assert "metrics/gn-4-128.json" in next(iter(shown.values()))["data"]
+    curve = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]["plots/curves/norm/val_error.csv"]
+    assert "gn-4-128" in {p["run"] for p in curve[0]["content"]["data"]["values"]}
+    assert "gn-4-128" in (repo / "report" / "report.md").read_text()
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def test_every_stage_script_exists_and_every_stage_has_a_script():
 
 
 def test_pipeline_has_the_stages_of_the_study_in_order():
-    assert list(DVC_YAML["stages"]) == ["fetch", "split", "train", "evaluate", "quantile-plots", "report"]
+    assert list(DVC_YAML["stages"]) == ["fetch", "split", "train", "evaluate", "curves", "quantile-plots",
+                                        "report"]
     assert DVC_YAML["stages"]["train"]["foreach"] == "${runs}"
     assert DVC_YAML["stages"]["evaluate"]["foreach"] == "${runs}"
 
@@ -81,15 +83,24 @@ def test_train_declares_its_own_run_entry_and_the_sections_it_merges():
     assert "runs" not in params, "declaring all runs would retrain every run when one entry changes"
 
 
-def test_top_level_metrics_list_every_run_and_nothing_stale():
-    assert sorted(DVC_YAML["metrics"]) == sorted(f"metrics/{run}.json" for run in RUNS)
+def _outputs(stage: str) -> set[str]:
+    spec = stage_definitions()[stage]
+    return {next(iter(o)) if isinstance(o, dict) else o for o in spec["outs"]}
 
 
-@pytest.mark.parametrize(("plot", "pattern"), [
-    ("train-error", "metrics/live/{run}/plots/metrics/train/error.tsv"),
-    ("val-error", "metrics/live/{run}/plots/metrics/val/error.tsv"),
-    ("test-confusion", "plots/predictions/{run}.csv"),
-])
-def test_top_level_plots_list_every_run_and_nothing_stale(plot, pattern):
+def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_listing_it():
+    """A new run adds files to these folders; nothing in dvc.yaml names a run."""
+    assert DVC_YAML["metrics"] == ["metrics"]
+    assert "metrics/${key}.json" in _outputs("evaluate")
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
-    assert sorted(plots[plot]["y"]) == sorted(pattern.format(run=run) for run in RUNS)
+    assert set(plots) == {"plots/curves", "plots/curves-by-time", "plots/predictions"}
+    assert {"plots/curves", "plots/curves-by-time"} <= _outputs("curves")
+    assert "plots/predictions/${key}.csv" in _outputs("evaluate")
+    assert all(run not in (ROOT / "dvc.yaml").read_text() for run in RUNS)
+
+
+def test_the_curve_plots_use_the_project_template_that_colours_by_run():
+    plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
+    template = json.loads((ROOT / ".dvc" / "plots" / f"{plots['plots/curves']['template']}.json").read_text())
+    assert template["encoding"]["color"]["field"] == "run"
+    assert template["encoding"]["strokeDash"]["field"] == "rev"

@@ -352,7 +352,7 @@ def test_metrics_table_marks_a_diverged_run_with_its_reason():
 @pytest.mark.slow
 def test_the_stages_evaluate_and_report_a_diverged_run(project):
     archive = Path(yaml.safe_load((project.root / "params.yaml").read_text())["data"]["source"])
-    params = tiny_params(archive, {"boom": {"norm": "bn", "batch_size": 16, "lr": 1.0e6, "warmup_epochs": 0}})
+    params = tiny_params(archive, {"boom": {"study": "norm", "norm": "bn", "batch_size": 16, "lr": 1.0e6, "warmup_epochs": 0}})
     cwd = project.workdir("diverged", params)
     trained = project.run(project.train_cmd(cwd, "boom"), cwd)
     assert "diverged" in trained.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,7 @@ class PerformanceConfig:
 @dataclass(frozen=True)
 class RunConfig:
     name: str
+    study: str  # the study (report section, curve tables) the run belongs to
     seed: int
     model: ModelConfig
     train: TrainConfig
@@ -101,7 +103,8 @@ class RunConfig:
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the run's training, to refuse stale resume state."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k != "study"}
+        blob = json.dumps(shaping, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -112,6 +115,13 @@ class Study:
     device: str
     data: DataConfig
     runs: dict[str, RunConfig]
+
+    def runs_by_study(self) -> dict[str, list[str]]:
+        """Run names grouped by study, both in params order."""
+        studies: dict[str, list[str]] = {}
+        for name, run in self.runs.items():
+            studies.setdefault(run.study, []).append(name)
+        return studies
 
     def run(self, name: str) -> RunConfig:
         if name not in self.runs:
@@ -127,6 +137,8 @@ def _require(params: Mapping, name: str, kind: type, where: str = "params.yaml")
         raise CifarlabError(f"{name}: expected {kind.__name__}, got {value!r}")
     return value
 
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9_-]+")  # it names a folder of curve tables
 
 TOP_LEVEL_KEYS = ("seed", "profile", "device", "performance", "data", "model", "train", "profiles", "runs")
 
@@ -177,11 +189,15 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     model_keys = set(_model_key_fields())
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     for option in entry:
-        if option not in model_keys | train_keys:
-            raise CifarlabError(f"{key}.{option}: unknown key; a run sets keys of model: or train: "
-                                f"({', '.join(sorted(model_keys | train_keys))})")
+        if option not in model_keys | train_keys | {"study"}:
+            raise CifarlabError(f"{key}.{option}: unknown key; a run sets its study and keys of model: or "
+                                f"train: ({', '.join(sorted(model_keys | train_keys))})")
     if "norm" not in entry:
         raise CifarlabError(f"{key}.norm: missing; every run names its norm ({', '.join(NORM_LAYERS)})")
+    study = entry.get("study")
+    if not isinstance(study, str) or not STUDY_NAME.fullmatch(study):
+        raise CifarlabError(f"{key}.study: expected the name of the run's study (letters, digits, - and _), "
+                            f"got {study!r}")
     # Each layer is checked under the key where it was written, so an error points at the right line.
     layers = [("model", "train", model_defaults, train_defaults),
               (key, key, {k: v for k, v in entry.items() if k in model_keys},
@@ -198,7 +214,7 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
     check_schedule(train, key)
-    return RunConfig(name=name, seed=seed, model=model, train=train, performance=performance)
+    return RunConfig(name=name, study=study, seed=seed, model=model, train=train, performance=performance)
 
 
 def _model_key_fields() -> dict[str, type]:

@@ -78,6 +78,39 @@ def write_quantile_figures(runs: Sequence[str], live_root: Path, out_dir: Path) 
     return written + [out_dir / "all_runs.png"]
 
 
+CURVES = ("train_loss", "train_error", "val_loss", "val_error", "lr")  # history columns tabled per study
+
+
+def curve_tables(histories: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Per curve, one long table of every run's values: columns run, epoch, value; and the training loss
+    against the cumulative training seconds (run, seconds, value), for comparing runs by compute."""
+    tables = {column: pd.concat([pd.DataFrame({"run": run, "epoch": history.index, "value": history[column].values})
+                                 for run, history in histories.items()], ignore_index=True)
+              for column in CURVES}
+    by_time = pd.concat([pd.DataFrame({"run": run, "seconds": history["epoch_time_s"].cumsum().values,
+                                       "value": history["train_loss"].values})
+                         for run, history in histories.items()], ignore_index=True)
+    return {**tables, "train_loss_by_seconds": by_time}
+
+
+def write_curve_tables(runs_by_study: Mapping[str, Sequence[str]], live_root: Path, out_dir: Path,
+                       time_dir: Path) -> list[Path]:
+    """The curves stage: `out_dir/<study>/<curve>.csv` for every study and curve (x: epoch) and
+    `time_dir/<study>/train_loss.csv` (x: seconds). One `dvc plots` entry per folder overlays every run of
+    every study, so a new run or study needs no edit of dvc.yaml."""
+    written = []
+    for study, runs in runs_by_study.items():
+        tables = curve_tables({run: read_history(live_root / run) for run in runs})
+        by_time = tables.pop("train_loss_by_seconds")
+        for path, table in [*((out_dir / study / f"{name}.csv", t) for name, t in tables.items()),
+                            (time_dir / study / "train_loss.csv", by_time)]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, index=False)
+            written.append(path)
+    return written
+
+
 def plot_error_curves(histories: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
     """Train and validation error against the epoch, one line per run, in two panels."""
     figure = Figure(figsize=(11, 4), layout="constrained")

@@ -190,7 +190,7 @@ def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_d
         f"{_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
         + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
         f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        "from `metrics/` (scores) and `metrics/live/` (curves, times) by the `report` stage; no number here is typed in.", "",
+        "from `metrics/` (scores) and `plots/live/` (curves, times) by the `report` stage; no number here is typed in.", "",
         "## Metrics (percent; from the best checkpoint by validation accuracy)", "",
         metrics_table(metrics), "",
         "Model selection used validation accuracy only; the test split was never seen in training.", "",

@@ -1,0 +1,22 @@
+"""curves: per study, one long table per curve of every run (run, epoch, value), for `dvc plots`."""
+
+import argparse
+from pathlib import Path
+
+from cifarlab.cli import read_study, run_stage
+from cifarlab.plots import write_curve_tables
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--live-root", type=Path, required=True, help="holds one DVCLive directory per run")
+    parser.add_argument("--by-time", type=Path, required=True, help="where the loss-by-seconds tables go")
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    runs_by_study = read_study().runs_by_study()
+    written = write_curve_tables(runs_by_study, args.live_root, args.out_dir, args.by_time)
+    print(f"curves: {len(written)} tables for {len(runs_by_study)} studies -> {args.out_dir}, {args.by_time}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
