@@ -13,7 +13,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
     study = read_study()
-    written = write_quantile_figures(list(study.runs), args.live_root, args.out_dir)
+    written = write_quantile_figures(study.runs_by_study(), args.live_root, args.out_dir)
     print(f"quantile-plots: {len(written)} figures -> {args.out_dir}")
 
 

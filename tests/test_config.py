@@ -30,12 +30,14 @@ def error_of(params: dict) -> str:
     return message
 
 
-def test_default_params_are_the_full_study_of_nine_runs(params):
+def test_default_params_are_the_full_studies_with_the_nine_normalization_runs(params):
     study = load_study(params)
     assert study.profile == "full"
-    assert list(study.runs) == ["torch_bn-128", "bn-128", "in-128", "bin-128", "ln-128", "gn-128", "nn-128",
+    by_study = study.runs_by_study()
+    assert list(by_study) == ["norm", "lab", "resnet20", "arch", "vggnorm"]
+    assert by_study["norm"] == ["torch_bn-128", "bn-128", "in-128", "bin-128", "ln-128", "gn-128", "nn-128",
                                 "bn-8", "gn-8"]
-    assert {r.model.norm for r in study.runs.values()} == {"torch_bn", "bn", "in", "bin", "ln", "gn", "nn"}
+    assert {study.runs[r].model.norm for r in by_study["norm"]} == {"torch_bn", "bn", "in", "bin", "ln", "gn", "nn"}
     full = study.runs["bn-128"]
     assert (full.train.epochs, full.train.batch_size, full.train.train_images) == (100, 128, 0)
 
@@ -51,19 +53,32 @@ def test_a_run_can_keep_the_learning_rate_as_given(params):
     assert load_study(params).runs["bn-8"].train.effective_lr == pytest.approx(0.1)
 
 
-def test_quick_profile_overrides_every_run_last(params):
+def test_quick_profile_overrides_every_run_last_then_each_study(params):
     params["profile"] = "quick"
     params["runs"]["bn-128"]["epochs"] = 50  # the profile wins so that quick stays quick
     study = load_study(params)
     quick = params["profiles"]["quick"]
-    for run in study.runs.values():
+    for name in study.runs_by_study()["norm"]:
+        run = study.runs[name]
         assert run.train.epochs == quick["train"]["epochs"]
+        assert run.train.schedule == quick["studies"]["norm"]["train"]["schedule"]
         assert run.model.options.n == quick["model"]["n"]
     assert study.runs["bn-8"].train.batch_size == 8
+    vgg = study.runs["vgg-gn32"].train
+    assert (vgg.epochs, vgg.train_images) == (quick["studies"]["vggnorm"]["train"]["epochs"],
+                                              quick["studies"]["vggnorm"]["train"]["train_images"])
+
+
+def test_a_run_takes_its_studys_keys_and_may_override_them(params):
+    study = load_study(params)
+    base, bn = study.runs["lab-base"], study.runs["lab-bn"]
+    assert (base.model.arch, base.model.norm, base.train.lr, base.train.augment) == ("simplenn", "nn", 0.01, False)
+    assert (bn.model.norm, bn.train.lr) == ("bn", 0.01)
 
 
 def test_fingerprint_ignores_the_study_a_run_is_filed_under(params):
     before = load_study(params).runs["gn-8"].fingerprint()
+    params["studies"]["elsewhere"] = {}
     params["runs"]["gn-8"]["study"] = "elsewhere"
     assert load_study(params).runs["gn-8"].fingerprint() == before
 
@@ -92,8 +107,12 @@ def test_fingerprint_changes_with_any_run_setting(params):
     (lambda p: p["train"].update(epochs=True), "train.epochs: expected int, got True"),
     (lambda p: p["train"].pop("momentum"), "train.momentum: missing"),
     (lambda p: p["runs"]["in-128"].pop("norm"), "runs.in-128.norm: missing"),
-    (lambda p: p["runs"]["in-128"].pop("study"), "runs.in-128.study: expected the name of the run's study"),
-    (lambda p: p["runs"]["in-128"].update(study="a/b"), "runs.in-128.study: expected the name of the run's study"),
+    (lambda p: p["runs"]["in-128"].pop("study"), "runs.in-128.study: expected one of the studies (norm, lab,"),
+    (lambda p: p["runs"]["in-128"].update(study="nrom"), "runs.in-128.study: expected one of the studies"),
+    (lambda p: p["studies"].update({"a/b": {}}), "studies.a/b: expected a study name"),
+    (lambda p: p["studies"]["lab"].update(lr="x"), "studies.lab.lr: expected float, got 'x'"),
+    (lambda p: p["studies"]["lab"].update(lrr=1), "studies.lab.lrr: unknown key"),
+    (lambda p: p["profiles"]["quick"]["studies"].update(labb={}), "profiles.quick.studies.labb: not a study"),
     (lambda p: p["runs"].update({"x": "bn"}), "runs.x: expected a mapping"),
     (lambda p: p.update(runs={}), "runs: expected at least one run"),
     (lambda p: p.update(profile="fast"), "profile: expected one of full, quick, got 'fast'"),
@@ -132,9 +151,9 @@ def test_the_names_params_accept_are_the_registrys_own(params, key, registry):
 
 
 def test_a_family_takes_only_its_own_options_from_the_defaults(params):
-    params["runs"] = {"vgg": {"study": "s", "arch": "vgg11", "norm": "bn"},
-                      "plain": {"study": "s", "arch": "plain", "norm": "bn", "n": 3},
-                      "lab": {"study": "s", "arch": "simplenn", "norm": "nn", "activation": "swish"}}
+    params["runs"] = {"vgg": {"study": "norm", "arch": "vgg11", "norm": "bn"},
+                      "plain": {"study": "norm", "arch": "plain", "norm": "bn", "n": 3},
+                      "lab": {"study": "norm", "arch": "simplenn", "norm": "nn", "activation": "swish"}}
     runs = load_study(params).runs
     assert runs["vgg"].model.options == MODELS["vgg11"].options()  # model.n and model.shortcut do not apply
     assert runs["plain"].model.options == MODELS["plain"].options(n=3)
@@ -142,14 +161,14 @@ def test_a_family_takes_only_its_own_options_from_the_defaults(params):
 
 
 def test_a_run_setting_an_option_its_family_lacks_is_refused(params):
-    params["runs"]["vgg"] = {"study": "s", "arch": "vgg11", "norm": "bn", "shortcut": "B"}
+    params["runs"]["vgg"] = {"study": "norm", "arch": "vgg11", "norm": "bn", "shortcut": "B"}
     assert "runs.vgg.shortcut: not an option of arch vgg11 (its options: none)" in error_of(params)
 
 
 def test_groupnorm_groups_are_checked_against_the_widths_of_the_model_built(params):
-    params["runs"] = {"vgg-gn": {"study": "s", "arch": "vgg11", "norm": "gn", "groups": 32}}
+    params["runs"] = {"vgg-gn": {"study": "norm", "arch": "vgg11", "norm": "gn", "groups": 32}}
     assert load_study(params).runs["vgg-gn"].model.groups == 32  # 32 divides 64, 128, 256 and 512
-    params["runs"]["resnet-gn"] = {"study": "s", "norm": "gn", "groups": 32}
+    params["runs"]["resnet-gn"] = {"study": "norm", "norm": "gn", "groups": 32}
     assert ("runs.resnet-gn.groups: GroupNorm groups=32 must divide the resnet widths 16, 32, 64"
             in error_of(params))
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifarlab.evaluation import Predictions, classification_metrics, eval_batch_size_for, predict
+from cifarlab.evaluation import classification_metrics
+from cifarlab.inference import Predictions, eval_batch_size_for, predict
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models.resnet import CifarResNet
 

@@ -36,6 +36,11 @@ def tiny_params(archive: Path) -> dict:
     params["profiles"]["quick"] = {"model": {"n": 1},
                                    "train": {"epochs": 2, "train_images": 0, "val_images": 0, "patience": 2,
                                              "milestones": [1], "eval_batch_size": 64}}
+    # Every study, with the runs its report section needs: both batch sizes for bn and gn, the built-in
+    # twin, an L1 run and its baseline, a run that may diverge, and each kind of network.
+    keep = {"torch_bn-128", "bn-128", "bn-8", "gn-128", "gn-8", "lab-base", "lab-lr-1", "lab-l1", "resnet20",
+            "arch-plain20", "arch-simplenn", "vgg-gn32"}
+    params["runs"] = {name: entry for name, entry in params["runs"].items() if name in keep}
     return params
 
 
@@ -64,16 +69,35 @@ def test_repro_writes_every_runs_metrics_and_the_report(study_repo):
     for name in runs:
         metrics = json.loads((study_repo / "metrics" / f"{name}.json").read_text())
         for split in ("train", "val", "test"):
-            assert set(metrics[split]) == {"accuracy", "micro_f1", "macro_f1"}
+            assert set(metrics[split]) == {"accuracy", "micro_f1", "macro_f1", "loss", "images"}
             assert 0.0 <= metrics[split]["accuracy"] <= 1.0
         assert metrics["epochs_run"] == 2
+        assert metrics["initial_val_loss"] > 0
         assert (study_repo / "plots" / "quantiles" / f"{name}.png").stat().st_size > 0
     report = (study_repo / "report" / "report.md").read_text()
     for heading in ("## Metrics", "## Error curves", "## Sanity check", "## Batch size",
                     "## Penultimate-feature quantiles", "## Parameters of the study"):
         assert heading in report
-    for image in ("error_curves.png", "batch_size_bn.png", "batch_size_gn.png", "quantiles_all_runs.png"):
+    for study in ("norm", "lab", "resnet20", "arch", "vggnorm"):
+        assert f"(study `{study}`)" in report
+    for heading in ("### Sanity checks", "### What each change buys", "### L1 against L2",
+                    "### Parameters and MACs", "### Training loss by epoch and by wall-clock second"):
+        assert heading in report
+    for image in ("error_curves.png", "batch_size_bn.png", "batch_size_gn.png", "quantiles_all_runs.png",
+                  "error_curves_lab.png", "weights_lab.png", "costs_arch.png", "loss_arch.png",
+                  "error_curves_vggnorm.png"):
         assert f"]({image})" in report and (study_repo / "report" / image).exists()
+
+
+def test_the_test_predictions_give_each_official_test_index_and_its_predicted_class(study_repo):
+    metrics = json.loads((study_repo / "metrics" / "resnet20.json").read_text())
+    lines = (study_repo / "plots" / "predictions" / "resnet20.csv").read_text().splitlines()
+    assert lines[0] == "index,predicted,actual"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == metrics["test"]["images"] == 20
+    assert [int(row[0]) for row in rows] == list(range(20))
+    classes = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+    assert {row[1] for row in rows} <= classes and {row[2] for row in rows} <= classes
 
 
 def test_report_numbers_come_from_the_metrics_files(study_repo):
@@ -92,13 +116,17 @@ def test_dvc_metrics_show_lists_every_run(study_repo):
 
 def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_repo):
     plots = json.loads(run(["dvc", "plots", "show", "--json"], study_repo).stdout)["data"]
-    runs = set(yaml.safe_load((study_repo / "params.yaml").read_text())["runs"])
-    for curve in ("train_error", "val_error", "train_loss", "val_loss", "lr"):
-        points = plots[f"plots/curves/norm/{curve}.csv"][0]["content"]["data"]["values"]
-        assert {p["run"] for p in points} == runs
-        assert {p["epoch"] for p in points} == {"1", "2"}
-    assert {p["run"] for p in plots["plots/curves-by-time/norm/train_loss.csv"][0]["content"]["data"]["values"]} == runs
-    assert {f"plots/predictions/{name}.csv" for name in runs} <= set(plots)
+    entries = yaml.safe_load((study_repo / "params.yaml").read_text())["runs"]
+    studies = {entry["study"] for entry in entries.values()}
+    for study in studies:
+        runs = {name for name, entry in entries.items() if entry["study"] == study}
+        for curve in ("train_error", "val_error", "train_loss", "val_loss", "lr"):
+            points = plots[f"plots/curves/{study}/{curve}.csv"][0]["content"]["data"]["values"]
+            assert {p["run"] for p in points} == runs
+            assert {p["epoch"] for p in points} == {"1", "2"}
+        by_time = plots[f"plots/curves-by-time/{study}/train_loss.csv"][0]["content"]["data"]["values"]
+        assert {p["run"] for p in by_time} == runs
+    assert {f"plots/predictions/{name}.csv" for name in entries} <= set(plots)
     html = study_repo / "html"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(html)], study_repo)
     assert (html / "index.html").exists()

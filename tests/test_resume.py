@@ -66,7 +66,7 @@ class Project:
     def evaluate_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
         return [sys.executable, str(self.root / "stages" / "evaluate.py"), run, "--split", str(self.split),
                 "--model", str(cwd / "model.pt"), "--metrics", str(cwd / "metrics.json"),
-                "--predictions", str(cwd / "predictions.csv")]
+                "--predictions", str(cwd / "predictions.csv"), "--weights", str(cwd / "weights.csv")]
 
     def run(self, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
         result = subprocess.run(cmd, cwd=cwd, env=self.env(), capture_output=True, text=True)
@@ -352,7 +352,8 @@ def test_metrics_table_marks_a_diverged_run_with_its_reason():
 @pytest.mark.slow
 def test_the_stages_evaluate_and_report_a_diverged_run(project):
     archive = Path(yaml.safe_load((project.root / "params.yaml").read_text())["data"]["source"])
-    params = tiny_params(archive, {"boom": {"study": "norm", "norm": "bn", "batch_size": 16, "lr": 1.0e6, "warmup_epochs": 0}})
+    params = tiny_params(archive, {"boom": {"study": "norm", "norm": "bn", "batch_size": 16, "lr": 1.0e6,
+                                           "warmup_epochs": 0}})
     cwd = project.workdir("diverged", params)
     trained = project.run(project.train_cmd(cwd, "boom"), cwd)
     assert "diverged" in trained.stdout
@@ -371,7 +372,7 @@ def test_the_stages_evaluate_and_report_a_diverged_run(project):
     shutil.copytree(cwd / "live", cwd / "live-root" / "boom")
     shown = f"**diverged** (non-finite loss at epoch {metrics['epochs_run']})"
     assert shown in metrics_table(load_metrics(cwd / "metrics", cwd / "live-root", ["boom"]))
-    write_quantile_figures(["boom"], cwd / "live-root", cwd / "quantiles")
+    write_quantile_figures({"norm": ["boom"]}, cwd / "live-root", cwd / "quantiles")
     report = write_report(load_study(params), metrics_dir=cwd / "metrics", live_root=cwd / "live-root",
-                          quantile_dir=cwd / "quantiles", out_dir=cwd / "report").read_text()
+                          quantile_dir=cwd / "quantiles", weights_dir=cwd, out_dir=cwd / "report").read_text()
     assert shown in report and "diverged: `boom`" in report

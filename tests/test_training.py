@@ -13,7 +13,7 @@ import yaml
 from runs import ROOT, run_config
 
 from cifarlab.config import load_study
-from cifarlab.evaluation import Predictions
+from cifarlab.inference import Predictions
 from cifarlab.models import build_model
 from cifarlab.norms import gate_parameters
 from cifarlab.optim import build_optimizer

@@ -140,7 +140,8 @@ def _require(params: Mapping, name: str, kind: type, where: str = "params.yaml")
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-]+")  # it names a folder of curve tables
 
-TOP_LEVEL_KEYS = ("seed", "profile", "device", "performance", "data", "model", "train", "profiles", "runs")
+TOP_LEVEL_KEYS = ("seed", "profile", "device", "performance", "data", "model", "train", "studies", "profiles",
+                  "runs")
 
 
 def load_study(params: Mapping) -> Study:
@@ -156,8 +157,9 @@ def load_study(params: Mapping) -> Study:
     profile_name = _require(params, "profile", str)
     if profile_name not in profiles:
         raise CifarlabError(f"profile: expected one of {', '.join(profiles)}, got {profile_name!r}")
+    studies = _check_studies(_require(params, "studies", Mapping))
     for name, overrides in profiles.items():  # all of them: a typo in an inactive profile is still a typo
-        _check_profile(name, overrides)
+        _check_profile(name, overrides, studies)
     profile = profiles[profile_name] or {}
     data = build_section(DataConfig, _require(params, "data", Mapping), "data")
     performance = build_section(PerformanceConfig, _require(params, "performance", Mapping), "performance")
@@ -166,50 +168,92 @@ def load_study(params: Mapping) -> Study:
     runs_params = _require(params, "runs", Mapping)
     if not runs_params:
         raise CifarlabError("runs: expected at least one run")
-    runs = {name: _resolve_run(str(name), entry, seed, model_defaults, train_defaults, profile, profile_name,
-                               performance)
+    runs = {name: _resolve_run(str(name), entry, seed, model_defaults, train_defaults, studies, profile,
+                               profile_name, performance)
             for name, entry in runs_params.items()}
     return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs)
 
 
-def _check_profile(name: str, overrides: Any) -> None:
+def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
+    """A profile overrides `model` and `train` keys of every run, then `studies.<study>` those of one
+    study's runs (a quick profile shrinks its widest models further)."""
     if overrides is None:
         return
-    if not isinstance(overrides, Mapping) or set(overrides) - {"model", "train"}:
-        raise CifarlabError(f"profiles.{name}: expected a mapping with 'model' and/or 'train' overrides")
-    _check_model_keys(overrides.get("model") or {}, f"profiles.{name}.model")
-    check_fields(TrainConfig, overrides.get("train") or {}, f"profiles.{name}.train")
+    if not isinstance(overrides, Mapping) or set(overrides) - {"model", "train", "studies"}:
+        raise CifarlabError(f"profiles.{name}: expected a mapping with 'model', 'train' and/or 'studies' overrides")
+    for study in overrides.get("studies") or {}:
+        if study not in studies:
+            raise CifarlabError(f"profiles.{name}.studies.{study}: not a study; expected one of: {', '.join(studies)}")
+    for key, layer in [(f"profiles.{name}", overrides),
+                       *((f"profiles.{name}.studies.{study}", layer)
+                         for study, layer in (overrides.get("studies") or {}).items())]:
+        if not isinstance(layer, Mapping) or set(layer) - {"model", "train", "studies"} or (
+                key != f"profiles.{name}" and "studies" in layer):
+            raise CifarlabError(f"{key}: expected a mapping with 'model' and/or 'train' overrides")
+        _check_model_keys(layer.get("model") or {}, f"{key}.model")
+        check_fields(TrainConfig, layer.get("train") or {}, f"{key}.train")
+
+
+def _check_overrides(entry: Mapping, key: str, also: tuple[str, ...] = ()) -> None:
+    """A run entry or a study's defaults: keys of model: or train: (and `also`), nothing else."""
+    known = set(_model_key_fields()) | {f.name for f in dataclasses.fields(TrainConfig)}
+    for option in entry:
+        if option not in known | set(also):
+            raise CifarlabError(f"{key}.{option}: unknown key; expected {' and '.join(also) + ' and ' if also else ''}"
+                                f"keys of model: or train: ({', '.join(sorted(known))})")
+
+
+def _check_studies(studies: Mapping) -> dict[str, Mapping]:
+    """`studies:` maps each study's name to the model:/train: keys its runs share (may be empty)."""
+    checked = {}
+    for name, defaults in studies.items():
+        if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+            raise CifarlabError(f"studies.{name}: expected a study name of letters, digits, - and _")
+        defaults = defaults or {}
+        if not isinstance(defaults, Mapping):
+            raise CifarlabError(f"studies.{name}: expected a mapping of model:/train: keys, got {defaults!r}")
+        _check_overrides(defaults, f"studies.{name}")
+        checked[name] = defaults
+    if not checked:
+        raise CifarlabError("studies: expected at least one study")
+    return checked
 
 
 def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, train_defaults: Mapping,
-                 profile: Mapping, profile_name: str, performance: PerformanceConfig) -> RunConfig:
+                 studies: Mapping[str, Mapping], profile: Mapping, profile_name: str,
+                 performance: PerformanceConfig) -> RunConfig:
     key = f"runs.{name}"
     if not isinstance(entry, Mapping):
-        raise CifarlabError(f"{key}: expected a mapping such as {{norm: bn, batch_size: 128}}, got {entry!r}")
+        raise CifarlabError(f"{key}: expected a mapping such as {{study: norm, norm: bn}}, got {entry!r}")
+    _check_overrides(entry, key, also=("study",))
+    study = entry.get("study")
+    if study not in studies:
+        raise CifarlabError(f"{key}.study: expected one of the studies ({', '.join(studies)}), got {study!r}")
+    if "norm" not in entry and "norm" not in studies[study]:
+        raise CifarlabError(f"{key}.norm: missing; every run or its study names its norm "
+                            f"({', '.join(NORM_LAYERS)})")
     model_keys = set(_model_key_fields())
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    for option in entry:
-        if option not in model_keys | train_keys | {"study"}:
-            raise CifarlabError(f"{key}.{option}: unknown key; a run sets its study and keys of model: or "
-                                f"train: ({', '.join(sorted(model_keys | train_keys))})")
-    if "norm" not in entry:
-        raise CifarlabError(f"{key}.norm: missing; every run names its norm ({', '.join(NORM_LAYERS)})")
-    study = entry.get("study")
-    if not isinstance(study, str) or not STUDY_NAME.fullmatch(study):
-        raise CifarlabError(f"{key}.study: expected the name of the run's study (letters, digits, - and _), "
-                            f"got {study!r}")
+
+    def split(layer: Mapping) -> tuple[dict, dict]:
+        return ({k: v for k, v in layer.items() if k in model_keys},
+                {k: v for k, v in layer.items() if k in train_keys})
+
     # Each layer is checked under the key where it was written, so an error points at the right line.
+    for_study = (profile.get("studies") or {}).get(study) or {}
     layers = [("model", "train", model_defaults, train_defaults),
-              (key, key, {k: v for k, v in entry.items() if k in model_keys},
-               {k: v for k, v in entry.items() if k in train_keys}),
+              (f"studies.{study}", f"studies.{study}", *split(studies[study])),
+              (key, key, *split(entry)),
               (f"profiles.{profile_name}.model", f"profiles.{profile_name}.train",
-               profile.get("model") or {}, profile.get("train") or {})]
+               profile.get("model") or {}, profile.get("train") or {}),
+              (f"profiles.{profile_name}.studies.{study}.model", f"profiles.{profile_name}.studies.{study}.train",
+               for_study.get("model") or {}, for_study.get("train") or {})]
     model_values: dict[str, Any] = {}
     train_values: dict[str, Any] = {}
     for model_key, train_key, model_layer, train_layer in layers:
         model_values.update(_check_model_keys(model_layer, model_key))
         train_values.update(check_fields(TrainConfig, train_layer, train_key))
-    model = _build_model_config(model_values, entry, key, name)
+    model = _build_model_config(model_values, {**studies[study], **entry}, key, name)
     train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")

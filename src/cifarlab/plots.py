@@ -67,15 +67,19 @@ def plot_all_quantiles(histories: Mapping[str, pd.DataFrame], path: Path) -> Non
     _save(figure, path)
 
 
-def write_quantile_figures(runs: Sequence[str], live_root: Path, out_dir: Path) -> list[Path]:
-    """The quantile-plots stage: one PNG per run and one with all runs side by side."""
-    histories = {run: read_history(live_root / run) for run in runs}
+def write_quantile_figures(runs_by_study: Mapping[str, Sequence[str]], live_root: Path,
+                           out_dir: Path) -> list[Path]:
+    """The quantile-plots stage: one PNG per run, and per study one with its runs side by side
+    (`study_<study>.png`)."""
     written = []
-    for run, history in histories.items():
-        plot_run_quantiles(history, run, out_dir / f"{run}.png")
-        written.append(out_dir / f"{run}.png")
-    plot_all_quantiles(histories, out_dir / "all_runs.png")
-    return written + [out_dir / "all_runs.png"]
+    for study, runs in runs_by_study.items():
+        histories = {run: read_history(live_root / run) for run in runs}
+        for run, history in histories.items():
+            plot_run_quantiles(history, run, out_dir / f"{run}.png")
+            written.append(out_dir / f"{run}.png")
+        plot_all_quantiles(histories, out_dir / f"study_{study}.png")
+        written.append(out_dir / f"study_{study}.png")
+    return written
 
 
 CURVES = ("train_loss", "train_error", "val_loss", "val_error", "lr")  # history columns tabled per study
@@ -125,3 +129,54 @@ def plot_error_curves(histories: Mapping[str, pd.DataFrame], path: Path, title: 
     figure.axes[-1].legend(fontsize="small", ncol=2)
     figure.suptitle(title)
     _save(figure, path)
+
+
+def plot_weight_histograms(histograms: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
+    """Histograms of conv and linear weights (bin centre, count), one line per run, log count scale."""
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for run, table in histograms.items():
+        axes.plot(table["weight"], table["count"].clip(lower=0.5), drawstyle="steps-mid", label=run)
+    axes.set_yscale("log")
+    axes.set_xlabel("weight value (the end bins hold everything beyond them)")
+    axes.set_ylabel("weights")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    _save(figure, path)
+
+
+def plot_model_costs(costs: pd.DataFrame, path: Path) -> None:
+    """Parameters and MACs per image of each model (columns model, parameters, MACs), log scales."""
+    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    for index, column in enumerate(("parameters", "MACs")):
+        axes = figure.add_subplot(1, 2, index + 1)
+        axes.barh(costs["model"], costs[column])
+        axes.set_xscale("log")
+        axes.set_xlabel(f"{column} (log scale)" + (" per 32x32 image" if column == "MACs" else ""))
+        axes.grid(alpha=0.3, axis="x")
+    _save(figure, path)
+
+
+def plot_loss_by_epoch_and_time(histories: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
+    """Training loss against the epoch and against cumulative training seconds, one line per run."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    for index, by_time in enumerate((False, True)):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for run, history in histories.items():
+            x = history["epoch_time_s"].cumsum() if by_time else history.index
+            axes.plot(x, history["train_loss"], marker=".", label=run)
+        axes.set_xlabel("training seconds" if by_time else "epoch")
+        axes.set_ylabel("training loss")
+        axes.grid(alpha=0.3)
+    figure.axes[-1].legend(fontsize="small")
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def read_weight_histogram(weights_dir: Path, run: str) -> pd.DataFrame:
+    """The evaluate stage's histogram of a run's conv and linear weights (columns weight, count)."""
+    path = weights_dir / f"{run}.csv"
+    if not path.exists():
+        raise CifarlabError(f"{path}: missing; run the evaluate stage for {run} first")
+    return pd.read_csv(path)

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from cifarlab.config import RunConfig, Study
 from cifarlab.errors import CifarlabError
 from cifarlab.io import write_text
-from cifarlab.models import MODELS
+from cifarlab.models import MODELS, build_model
+from cifarlab.plots import (
+    plot_error_curves,
+    plot_loss_by_epoch_and_time,
+    plot_model_costs,
+    plot_weight_histograms,
+    read_history,
+    read_weight_histogram,
+)
+from cifarlab.profiler import profile_model
 from cifarlab.schedules import describe_schedule
-from cifarlab.plots import plot_error_curves, read_history
 from cifarlab.tracking import read_live_summary
 
 SPLITS = ("train", "val", "test")
@@ -168,44 +179,211 @@ def parameters_section(study: Study) -> str:
         _markdown(rows), ""])
 
 
-def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_dir: Path,
+@dataclass(frozen=True)
+class StudyView:
+    """What a report section sees: its study's runs, their configs, scores and curves, and where to draw."""
+
+    name: str
+    runs: list[str]
+    configs: Mapping[str, RunConfig]
+    metrics: Mapping[str, Any]
+    histories: Mapping[str, pd.DataFrame]
+    weights_dir: Path
+    quantile_dir: Path
+    out_dir: Path
+
+
+def outcome(m: Mapping[str, Any], num_classes: int) -> str:
+    """diverged (a non-finite loss stopped it), at chance (test accuracy within two binomial standard
+    errors of 1/classes), or learned."""
+    if m["status"] == "diverged":
+        return f"**diverged** ({m['stopped_reason']})"
+    chance = 1 / num_classes
+    if m["test"]["accuracy"] < chance + 2 * math.sqrt(chance * (1 - chance) / m["test"]["images"]):
+        return "**at chance**"
+    return "learned"
+
+
+def scores_table(view: StudyView) -> str:
+    """A study's runs: outcome, validation and test accuracy, test loss and macro-F1 (percent)."""
+    rows = []
+    for run in view.runs:
+        m = view.metrics[run]
+        rows.append({"run": run, "outcome": outcome(m, view.configs[run].model.num_classes),
+                     "val accuracy": _pct(m["val"]["accuracy"]), "test accuracy": _pct(m["test"]["accuracy"]),
+                     "test loss": f"{m['test']['loss']:.3f}", "test macro-F1": _pct(m["test"]["macro_f1"]),
+                     "best epoch": m["best_epoch"], "train time (s)": f"{m['train_time_s']:.0f}"})
+    return _markdown(rows)
+
+
+def _curves(view: StudyView, title: str) -> list[str]:
+    figure = view.out_dir / f"error_curves_{view.name}.png"
+    plot_error_curves({run: view.histories[run] for run in view.runs}, figure, title)
+    return [f"![train and validation error of study {view.name}]({figure.name})", ""]
+
+
+def _generic_body(view: StudyView, title: str) -> list[str]:
+    return [scores_table(view), "", *_curves(view, title)]
+
+
+def changed_settings(config: RunConfig, baseline: RunConfig) -> str:
+    """The model and training keys in which `config` differs from `baseline`, as key=value."""
+    changes = []
+    for section in ("model", "train"):
+        ours, theirs = getattr(config, section), getattr(baseline, section)
+        for f in dataclasses.fields(ours):
+            if getattr(ours, f.name) != getattr(theirs, f.name):
+                value = getattr(ours, f.name)
+                changes.append(f"{f.name}={value!r}" if dataclasses.is_dataclass(value) else f"{f.name}={value}")
+    return ", ".join(changes) or "(the baseline)"
+
+
+def norm_section(view: StudyView) -> list[str]:
+    """The normalization study: scores, curves, the built-in twin, cost, batch size, feature quantiles."""
+    metrics = {run: view.metrics[run] for run in view.runs}
+    histories = {run: view.histories[run] for run in view.runs}
+    configs = {run: view.configs[run] for run in view.runs}
+    figure = view.out_dir / "error_curves.png"
+    plot_error_curves(histories, figure, "Normalization study: all runs")
+    _copy_quantiles(view, ["all_runs"])
+    return [
+        "### Metrics (percent; from the best checkpoint by validation accuracy)", "",
+        metrics_table(metrics), "",
+        "Model selection used validation accuracy only; the test split was never seen in training.", "",
+        "### Error curves", "", f"![train and validation error of every run]({figure.name})", "",
+        sanity_section(configs, metrics, histories).replace("## ", "### ", 1),
+        "### Cost", "", "Per-epoch evaluation covers validation loss, error and feature quantiles.", "",
+        cost_table(metrics, histories), "",
+        batch_size_section(configs, metrics, histories, view.out_dir).replace("## ", "### ", 1),
+        "### Penultimate-feature quantiles", "",
+        "The 1st, 20th, 80th and 99th percentiles of the pooled 64-d features over the validation set, "
+        "after every epoch.", "",
+        "![quantiles of every run](quantiles_all_runs.png)", "",
+        *[f"![{run}](quantiles_{run}.png)" for run in view.runs], ""]
+
+
+def _copy_quantiles(view: StudyView, extra: list[str]) -> None:
+    """The quantile-plots stage's figures of this study into the report folder."""
+    for name in [*view.runs, *extra]:
+        source = view.quantile_dir / (f"study_{view.name}.png" if name == "all_runs" else f"{name}.png")
+        if not source.exists():
+            raise CifarlabError(f"{source}: missing; run the quantile-plots stage first")
+        shutil.copyfile(source, view.out_dir / f"quantiles_{name}.png")
+
+
+def lab_section(view: StudyView) -> list[str]:
+    """SimpleNN's sanity checks, then each pipeline change against the study's first run."""
+    baseline = view.runs[0]
+    model = build_model(view.configs[baseline].model)
+    profile = profile_model(model)
+    with torch.no_grad():
+        shape = tuple(model.eval()(torch.zeros(2, 3, 32, 32)).shape)
+    ln_classes = math.log(view.configs[baseline].model.num_classes)
+    initial = [{"run": run, "initial validation loss": f"{view.metrics[run]['initial_val_loss']:.4f}",
+                f"ln {view.configs[run].model.num_classes}": f"{ln_classes:.4f}"} for run in view.runs]
+    changes = [{"run": run, "changed from the baseline": changed_settings(view.configs[run], view.configs[baseline]),
+                "outcome": outcome(view.metrics[run], view.configs[run].model.num_classes),
+                "val accuracy": _pct(view.metrics[run]["val"]["accuracy"]),
+                "test accuracy": _pct(view.metrics[run]["test"]["accuracy"])} for run in view.runs]
+    lines = [
+        "### Sanity checks", "",
+        f"`{baseline}` ({MODELS[view.configs[baseline].model.arch].label(view.configs[baseline].model.options)}): "
+        f"a batch of 2 images gives logits of shape {shape}; {profile.parameters:,} parameters and "
+        f"{profile.macs:,} MACs per image.", "",
+        profile.table().to_markdown(index=False), "",
+        "The cross-entropy before any training step, on the validation images, against ln(classes), "
+        "the loss of a uniform prediction:", "", _markdown(initial), "",
+        f"### What each change buys (baseline `{baseline}`)", "",
+        "A run at chance has a test accuracy within two binomial standard errors of 1/classes; a diverged "
+        "run stopped on a non-finite loss.", "", _markdown(changes), "", *_curves(view, "Pipeline ablations")]
+    l1_runs = [run for run in view.runs if view.configs[run].train.l1 > 0]
+    if l1_runs:
+        compared = [baseline, *l1_runs]
+        figure = view.out_dir / f"weights_{view.name}.png"
+        plot_weight_histograms({run: read_weight_histogram(view.weights_dir, run) for run in compared}, figure,
+                               "Conv and linear weights under L2 and under L1")
+        threshold = view.metrics[baseline]["weights"]["small_threshold"]
+        rows = [{"run": run, "l1": view.configs[run].train.l1, "L2 (weight decay)": view.configs[run].train.weight_decay,
+                 f"weights with abs < {threshold:g}": f"{100 * view.metrics[run]['weights']['fraction_small']:.2f}%"}
+                for run in compared]
+        lines += ["### L1 against L2", "", _markdown(rows), "", f"![weight histograms]({figure.name})", ""]
+    return lines
+
+
+def resnet20_section(view: StudyView) -> list[str]:
+    """Our ResNet-20 recipe, whether it passed 90% validation accuracy, and its test predictions."""
+    lines = _generic_body(view, "ResNet-20 recipe")
+    for run in view.runs:
+        t, m = view.configs[run].train, view.configs[run].model
+        reached = view.metrics[run]["val"]["accuracy"] >= 0.9
+        lines += [f"- `{run}`: {MODELS[m.arch].label(m.options)} with {m.norm}, {t.optimizer} lr {t.effective_lr:g} "
+                  f"(momentum {t.momentum:g}), batch {t.batch_size}, {describe_schedule(t)} over {t.epochs} epochs "
+                  f"after {t.warmup_epochs} warm-up, weight decay {t.weight_decay:g}, augmentation "
+                  f"{'on' if t.augment else 'off'}: validation accuracy {_pct(view.metrics[run]['val']['accuracy'])}% "
+                  f"({'reaches' if reached else 'does not reach'} 90%). Test predictions: "
+                  f"`plots/predictions/{run}.csv` (index in the official test batch, predicted class, actual class)."]
+    return lines + [""]
+
+
+def arch_section(view: StudyView) -> list[str]:
+    """Networks compared on one budget: scores, parameters and MACs, loss by epoch and by second."""
+    rows = []
+    for run in view.runs:
+        config = view.configs[run].model
+        profile = profile_model(build_model(config))
+        rows.append({"run": run, "model": MODELS[config.arch].label(config.options), "parameters": profile.parameters,
+                     "MACs": profile.macs})
+    costs = pd.DataFrame(rows)
+    chart = view.out_dir / f"costs_{view.name}.png"
+    plot_model_costs(costs, chart)
+    losses = view.out_dir / f"loss_{view.name}.png"
+    plot_loss_by_epoch_and_time({run: view.histories[run] for run in view.runs}, losses,
+                                "Training loss by epoch and by training second")
+    table = costs.assign(parameters=costs["parameters"].map("{:,}".format), MACs=costs["MACs"].map("{:,}".format))
+    return [*_generic_body(view, "Architectures"), "### Parameters and MACs (per 32x32 image)", "",
+            table.to_markdown(index=False), "", f"![parameters and MACs]({chart.name})", "",
+            "### Training loss by epoch and by wall-clock second", "", f"![training loss]({losses.name})", ""]
+
+
+def generic_section(view: StudyView) -> list[str]:
+    return _generic_body(view, f"Study {view.name}")
+
+
+# Each study's section of the report, by study name; a study not listed gets the generic section.
+SECTIONS: dict[str, tuple[str, Callable[[StudyView], list[str]]]] = {
+    "norm": ("Normalization and batch size in a CIFAR ResNet", norm_section),
+    "lab": ("A first CNN and what each improvement of the training pipeline buys", lab_section),
+    "resnet20": ("ResNet-20 past 90%", resnet20_section),
+    "arch": ("Residual vs plain vs VGG vs SimpleNN on one budget", arch_section),
+    "vggnorm": ("No norm vs BatchNorm vs GroupNorm on VGG-11", generic_section),
+}
+
+
+def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_dir: Path, weights_dir: Path,
                  out_dir: Path) -> Path:
-    """The report stage: `report.md` with its figures beside it in `out_dir`."""
+    """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study."""
     runs = list(study.runs)
     metrics = load_metrics(metrics_dir, live_root, runs)
     histories = {run: read_history(live_root / run) for run in runs}
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_error_curves(histories, out_dir / "error_curves.png", "All runs")
-    for figure in [f"{run}.png" for run in runs] + ["all_runs.png"]:
-        source = quantile_dir / figure
-        if not source.exists():
-            raise CifarlabError(f"{source}: missing; run the quantile-plots stage first")
-        shutil.copyfile(source, out_dir / f"quantiles_{figure}")
     best = max(runs, key=lambda r: metrics[r]["test"]["accuracy"])
     diverged = [r for r in runs if metrics[r]["status"] == "diverged"]
     devices = sorted({str(metrics[r].get("device", "?")) for r in runs})
     sections = [
-        "# Normalization in CIFAR-10 ResNets: study report", "",
-        f"{len(runs)} runs, profile `{study.profile}`; the best test accuracy is "
-        f"{_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
+        "# cifarlab: study report", "",
+        f"{len(runs)} runs in {len(study.runs_by_study())} studies, profile `{study.profile}`; the best test "
+        f"accuracy is {_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
         + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
         f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        "from `metrics/` (scores) and `plots/live/` (curves, times) by the `report` stage; no number here is typed in.", "",
-        "## Metrics (percent; from the best checkpoint by validation accuracy)", "",
-        metrics_table(metrics), "",
-        "Model selection used validation accuracy only; the test split was never seen in training.", "",
-        "## Error curves", "", "![train and validation error of every run](error_curves.png)", "",
-        sanity_section(study.runs, metrics, histories),
-        "## Cost", "", "Per-epoch evaluation covers validation loss, error and feature quantiles.", "",
-        cost_table(metrics, histories), "",
-        batch_size_section(study.runs, metrics, histories, out_dir),
-        "## Penultimate-feature quantiles", "",
-        "The 1st, 20th, 80th and 99th percentiles of the pooled 64-d features over the validation set, "
-        "after every epoch.", "",
-        "![quantiles of every run](quantiles_all_runs.png)", "",
-        *[f"![{run}](quantiles_{run}.png)" for run in runs], "",
-        parameters_section(study),
-    ]
+        "from `metrics/` (scores) and `plots/live/` (curves, times) by the `report` stage; no number here is typed in.", ""]
+    if study.profile != "full":
+        sections += [f"**Profile `{study.profile}`: every run trained on a slice of the data for a few epochs. This "
+                     "report checks the pipeline; its numbers are not the studies' results.**", ""]
+    for name, names in study.runs_by_study().items():
+        title, section = SECTIONS.get(name, (f"Study {name}", generic_section))
+        view = StudyView(name, names, study.runs, metrics, histories, weights_dir, quantile_dir, out_dir)
+        sections += [f"## {title} (study `{name}`)", "", *section(view)]
+    sections.append(parameters_section(study))
     path = out_dir / "report.md"
     write_text(path, "\n".join(sections))
     return path

@@ -26,7 +26,7 @@ from cifarlab.checkpoints import save_model
 from cifarlab.config import PerformanceConfig, RunConfig, TrainConfig
 from cifarlab.data import Split, load_split, split_sha256
 from cifarlab.errors import Interrupted
-from cifarlab.evaluation import eval_batch_size_for, predict
+from cifarlab.inference import eval_batch_size_for, predict
 from cifarlab.io import atomic_path
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
@@ -115,6 +115,7 @@ class TrainState:
     train_time_s: float = 0.0
     status: str = "running"  # running | completed | early_stopped | diverged
     stopped_reason: str = ""
+    initial_val_loss: float | None = None  # before any step: near ln(num_classes) for a sane initialisation
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,10 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         if start.status == "running":
             print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs}")
 
+    if start.initial_val_loss is None:
+        with stepper.autocast():  # eval mode, no randomness: training goes on exactly as without it
+            start.initial_val_loss = predict(model, val_data, normalize,
+                                             eval_batch_size_for(cfg.eval_batch_size, device)).loss_and_error()[0]
     state = start  # advances only to states already on disk, so an interruption names a saved epoch
     try:
         for state in _saved_epochs(run, start, stepper, train_data, val_data, normalize, resume_path, fingerprint):
@@ -309,7 +314,8 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
     summary = {"status": state.status, "stopped_reason": state.stopped_reason, "best_epoch": state.best_epoch,
                "epochs_run": state.epoch,
                # None, not a placeholder, when the run diverged before any epoch could be kept.
-               "best_val_accuracy": state.best_accuracy if state.best_epoch else None}
+               "best_val_accuracy": state.best_accuracy if state.best_epoch else None,
+               "initial_val_loss": state.initial_val_loss}
     save_model(model_path, result.model, run, summary,
                {"mean": list(split.mean), "std": list(split.std), "content_sha256": content_sha256})
     return state
