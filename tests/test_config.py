@@ -83,9 +83,11 @@ def test_fingerprint_ignores_the_study_a_run_is_filed_under(params):
     assert load_study(params).runs["gn-8"].fingerprint() == before
 
 
-def test_fingerprint_changes_with_any_run_setting(params):
+@pytest.mark.parametrize(("key", "value"), [("groups", 4), ("l1", 1e-5), ("augment", False), ("optimizer", "adam"),
+                                            ("activation", "swish"), ("n", 3)])
+def test_fingerprint_changes_with_any_run_setting(params, key, value):
     before = load_study(params).runs["gn-8"].fingerprint()
-    params["runs"]["gn-8"]["groups"] = 4
+    params["runs"]["gn-8"][key] = value
     after = load_study(params).runs["gn-8"].fingerprint()
     assert before != after
     assert load_study(params).runs["gn-8"].fingerprint() == after
@@ -163,6 +165,21 @@ def test_a_family_takes_only_its_own_options_from_the_defaults(params):
 def test_a_run_setting_an_option_its_family_lacks_is_refused(params):
     params["runs"]["vgg"] = {"study": "norm", "arch": "vgg11", "norm": "bn", "shortcut": "B"}
     assert "runs.vgg.shortcut: not an option of arch vgg11 (its options: none)" in error_of(params)
+
+
+def test_a_groupnorm_error_names_the_layer_that_set_the_groups(params):
+    params["studies"]["norm"] = {"groups": 32}
+    assert "studies.norm.groups: GroupNorm groups=32 must divide the resnet widths" in error_of(params)
+
+
+def test_a_study_option_of_another_family_does_not_apply_to_the_studys_other_runs(params):
+    params["runs"]["resnet20-vgg"] = {"study": "resnet20", "arch": "vgg11", "norm": "bn"}  # the study sets n: 3
+    assert load_study(params).runs["resnet20-vgg"].model.options == MODELS["vgg11"].options()
+
+
+def test_the_profiles_keys_for_a_study_override_the_run_entry(params):
+    params["profile"] = "quick"
+    assert load_study(params).runs["lab-decay"].train.step_epochs == 2  # the entry says 10
 
 
 def test_groupnorm_groups_are_checked_against_the_widths_of_the_model_built(params):

@@ -36,6 +36,10 @@ def test_the_optimizer_is_chosen_by_name_with_the_weights_group(name, kind):
     assert type(optimizer) is kind
     (group,) = optimizer.param_groups
     assert (group["name"], group["lr"], group["weight_decay"]) == ("weights", 0.01, 1e-3)
+    if name == "sgd":
+        assert group["momentum"] == train.momentum == 0.9
+    else:
+        assert group["betas"] == (0.9, 0.999)
 
 
 def test_the_penalty_acts_on_conv_and_linear_weights_only():
@@ -76,6 +80,9 @@ def test_only_a_model_with_gates_gets_an_after_step_hook():
     (hook,) = after_step_hooks(bin_model)
     gate = next(m.rho for m in bin_model.modules() if hasattr(m, "rho"))
     with torch.no_grad():
-        gate.fill_(3.0)
+        gate.copy_(torch.linspace(-1.0, 3.0, gate.numel()))
+    inside = (gate > 0) & (gate < 1)
+    expected = gate.detach().clamp(0, 1)
     hook()
-    assert torch.equal(gate.detach(), torch.ones_like(gate))
+    assert torch.equal(gate.detach(), expected)
+    assert inside.any() and (gate.detach() == 0).any() and (gate.detach() == 1).any()

@@ -79,8 +79,13 @@ def test_pipeline_has_the_stages_of_the_study_in_order():
 def test_train_declares_its_own_run_entry_and_the_sections_it_merges():
     params = DVC_YAML["stages"]["train"]["do"]["params"]
     assert "runs.${key}" in params
+    assert "studies.${item.study}" in params  # its study's shared keys, and no other study's
     assert {"seed", "device", "profile", "profiles", "model", "train"} <= set(params)
     assert "runs" not in params, "declaring all runs would retrain every run when one entry changes"
+
+
+def test_the_report_declares_every_section_it_reads_runs_from():
+    assert {"studies", "runs", "model", "train", "profiles", "profile"} <= set(DVC_YAML["stages"]["report"]["params"])
 
 
 def _outputs(stage: str) -> set[str]:

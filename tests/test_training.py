@@ -6,14 +6,17 @@ Expected values are worked out by hand from the schedule's definition, not from 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 from runs import ROOT, run_config
 
+from cifarlab import training
 from cifarlab.config import load_study
-from cifarlab.inference import Predictions
+from cifarlab.inference import Predictions, predict
+from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
 from cifarlab.norms import gate_parameters
 from cifarlab.optim import build_optimizer
@@ -25,6 +28,7 @@ UNUSED = "unused.tar.gz"  # run_config needs a data source; these tests train on
 
 
 def _train(run, split, tmp_path):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     return train_run(run, split, CPU, resume_path=tmp_path / "resume.pt", on_epoch=lambda state: None).state
 
 
@@ -127,3 +131,32 @@ def test_a_run_without_progress_trains_past_every_decay_before_it_stops(tiny_spl
     state = _train(run, tiny_split, tmp_path)
     assert (state.status, state.epoch, state.best_epoch) == (status, epochs_run, 1)
     assert min(row["lr"] for row in state.history) < 0.05 * run.train.effective_lr  # trained past the decays
+
+
+# --- the loss before training ----------------------------------------------------------------------------
+
+
+def _curves(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if not k.endswith(("time_s", "per_s"))} for row in history]
+
+
+def test_the_loss_before_training_is_the_fresh_models_and_changes_nothing_after_it(tiny_split, tmp_path,
+                                                                                   monkeypatch):
+    run = run_config(tmp_path / UNUSED)
+    measured = _train(run, tiny_split, tmp_path / "measured")
+    torch.manual_seed(run.seed)
+    fresh = build_model(run.model)
+    normalize = Normalizer(tiny_split.mean, tiny_split.std, CPU, channels_last=run.performance.channels_last)
+    expected = predict(fresh, ResidentDataset(tiny_split.x_val, tiny_split.y_val, CPU), normalize, 64)
+    assert measured.initial_val_loss == pytest.approx(expected.loss_and_error()[0], rel=1e-5)
+
+    real_predict, calls = training.predict, []
+
+    def skip_the_first(*args, **kwargs):  # the measurement before training, replaced by nothing at all
+        calls.append(1)
+        return SimpleNamespace(loss_and_error=lambda: (0.0, 0.0)) if len(calls) == 1 else real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict", skip_the_first)
+    skipped = _train(run, tiny_split, tmp_path / "skipped")
+    assert skipped.initial_val_loss == 0.0
+    assert _curves(skipped.history) == _curves(measured.history)

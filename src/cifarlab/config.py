@@ -1,9 +1,10 @@
 """Typed, validated views of `params.yaml`, built once per stage.
 
 Each section is a frozen dataclass; unknown keys, missing keys, wrong types and out-of-range values
-fail with the params key named (nanoGPT-style configurator, but strict). A run is `defaults <- run
-entry <- profile`: the run entry under `runs:` overrides `model:`/`train:` keys by name, and the active
-profile (e.g. `quick`) overrides last so that a quick study stays quick whatever a run says.
+fail with the params key named (nanoGPT-style configurator, but strict). A run is `defaults <- its
+study's keys <- run entry <- profile <- the profile's keys for its study`: `studies.<study>` and the run
+entry under `runs:` override `model:`/`train:` keys by name, and the active profile (e.g. `quick`)
+overrides last so that a quick study stays quick whatever a run says.
 """
 
 from __future__ import annotations
@@ -250,10 +251,13 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
                for_study.get("model") or {}, for_study.get("train") or {})]
     model_values: dict[str, Any] = {}
     train_values: dict[str, Any] = {}
+    set_by: dict[str, str] = {}
     for model_key, train_key, model_layer, train_layer in layers:
-        model_values.update(_check_model_keys(model_layer, model_key))
+        checked = _check_model_keys(model_layer, model_key)
+        model_values.update(checked)
+        set_by.update(dict.fromkeys(checked, model_key))
         train_values.update(check_fields(TrainConfig, train_layer, train_key))
-    model = _build_model_config(model_values, {**studies[study], **entry}, key, name)
+    model = _build_model_config(model_values, entry, key, name, set_by)
     train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
@@ -284,11 +288,13 @@ def _check_model_keys(values: Any, key: str) -> dict[str, Any]:
     return checked
 
 
-def _build_model_config(values: dict[str, Any], entry: Mapping, key: str, run: str) -> ModelConfig:
+def _build_model_config(values: dict[str, Any], entry: Mapping, key: str, run: str,
+                        set_by: Mapping[str, str]) -> ModelConfig:
     """The run's ModelConfig: the common keys, and the options of its family from the merged keys.
 
-    An option the run entry sets but its family lacks is an error; options that `model:` or a profile
-    give for other families (ResNet's `n` for a VGG run) do not apply to it.
+    An option the run entry sets but its family lacks is an error; options that `model:`, a study or a
+    profile give for other families (ResNet's `n` for a VGG run) do not apply to it. `set_by` names the
+    params key of the layer that gave each value, for errors.
     """
     context = f" (needed by run {run})"
     common = [f.name for f in dataclasses.fields(ModelConfig) if not f.metadata.get("nested")]
@@ -306,7 +312,6 @@ def _build_model_config(values: dict[str, Any], entry: Mapping, key: str, run: s
     if model.norm == "gn":
         widths = family.widths(options)
         if any(width % model.groups for width in widths):
-            where = f"{key}.groups" if "groups" in entry else "model.groups"
-            raise CifarlabError(f"{where}: GroupNorm groups={model.groups} must divide the {values['arch']} "
-                                f"widths {', '.join(map(str, widths))} (run {run})")
+            raise CifarlabError(f"{set_by['groups']}.groups: GroupNorm groups={model.groups} must divide the "
+                                f"{values['arch']} widths {', '.join(map(str, widths))} (run {run})")
     return model

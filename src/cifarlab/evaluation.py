@@ -36,7 +36,7 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, num_classe
 
 def weight_statistics(model: torch.nn.Module) -> tuple[dict[str, float], pd.DataFrame]:
     """The share of conv and linear weights with |w| < SMALL_WEIGHT, and their histogram (bin centre,
-    count), which show what an L1 penalty does that L2 does not: many weights at exactly zero."""
+    count), which show what an L1 penalty does that L2 does not: many weights driven to (nearly) zero."""
     weights = torch.cat([p.detach().flatten().float().cpu() for p in penalized_weights(model)]).numpy()
     counts, edges = np.histogram(np.clip(weights, WEIGHT_BINS[0], WEIGHT_BINS[-1]), bins=WEIGHT_BINS)
     stats = {"count": int(weights.size), "fraction_small": float(np.mean(np.abs(weights) < SMALL_WEIGHT)),

@@ -203,7 +203,7 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         if start.status == "running":
             print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs}")
 
-    if start.initial_val_loss is None:
+    if start.epoch == 0:  # the model as initialised; a resumed run keeps the value it saved
         with stepper.autocast():  # eval mode, no randomness: training goes on exactly as without it
             start.initial_val_loss = predict(model, val_data, normalize,
                                              eval_batch_size_for(cfg.eval_batch_size, device)).loss_and_error()[0]
