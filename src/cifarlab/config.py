@@ -10,6 +10,7 @@ overrides last so that a quick study stays quick whatever a run says.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -180,19 +181,20 @@ def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
     study's runs (a quick profile shrinks its widest models further)."""
     if overrides is None:
         return
-    if not isinstance(overrides, Mapping) or set(overrides) - {"model", "train", "studies"}:
-        raise CifarlabError(f"profiles.{name}: expected a mapping with 'model', 'train' and/or 'studies' overrides")
-    for study in overrides.get("studies") or {}:
+    key = f"profiles.{name}"
+    _check_profile_layer(overrides, key, also=("studies",))
+    for study, layer in (overrides.get("studies") or {}).items():
         if study not in studies:
-            raise CifarlabError(f"profiles.{name}.studies.{study}: not a study; expected one of: {', '.join(studies)}")
-    for key, layer in [(f"profiles.{name}", overrides),
-                       *((f"profiles.{name}.studies.{study}", layer)
-                         for study, layer in (overrides.get("studies") or {}).items())]:
-        if not isinstance(layer, Mapping) or set(layer) - {"model", "train", "studies"} or (
-                key != f"profiles.{name}" and "studies" in layer):
-            raise CifarlabError(f"{key}: expected a mapping with 'model' and/or 'train' overrides")
-        _check_model_keys(layer.get("model") or {}, f"{key}.model")
-        check_fields(TrainConfig, layer.get("train") or {}, f"{key}.train")
+            raise CifarlabError(f"{key}.studies.{study}: not a study; expected one of: {', '.join(studies)}")
+        _check_profile_layer(layer, f"{key}.studies.{study}")
+
+
+def _check_profile_layer(layer: Any, key: str, also: tuple[str, ...] = ()) -> None:
+    if not isinstance(layer, Mapping) or set(layer) - {"model", "train", *also}:
+        raise CifarlabError(f"{key}: expected a mapping with {', '.join(repr(k) for k in ('model', 'train', *also))} "
+                            "overrides")
+    _check_model_keys(layer.get("model") or {}, f"{key}.model")
+    check_fields(TrainConfig, layer.get("train") or {}, f"{key}.train")
 
 
 def _check_overrides(entry: Mapping, key: str, also: tuple[str, ...] = ()) -> None:
@@ -265,6 +267,7 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     return RunConfig(name=name, study=study, seed=seed, model=model, train=train, performance=performance)
 
 
+@functools.cache
 def _model_key_fields() -> dict[str, type]:
     """Every key a run may set under model:, with the dataclass that checks it: the common keys of
     ModelConfig, then each family's option keys (a key two families share is checked by the first)."""

@@ -44,8 +44,9 @@ def penalized_weights(model: nn.Module) -> list[nn.Parameter]:
 
 
 def l1_penalty(weights: list[torch.Tensor], coefficient: float) -> torch.Tensor:
-    """coefficient * the sum of |w| over `weights`: added to the loss, so it has a gradient (sign(w))."""
-    return coefficient * torch.stack([w.abs().sum() for w in weights]).sum()
+    """coefficient * the sum of |w| over `weights`: added to the loss, so it has a gradient (sign(w)).
+    One foreach kernel for all weights, so no Python loop over them in every step."""
+    return coefficient * torch.stack(torch._foreach_norm(weights, 1)).sum()
 
 
 def loss_penalty(model: nn.Module, train: TrainConfig) -> Callable[[], torch.Tensor] | None:

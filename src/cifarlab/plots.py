@@ -82,6 +82,11 @@ def write_quantile_figures(runs_by_study: Mapping[str, Sequence[str]], live_root
     return written
 
 
+def training_seconds(history: pd.DataFrame) -> pd.Series:
+    """The training time spent by the end of each epoch (evaluation excluded)."""
+    return history["epoch_time_s"].cumsum()
+
+
 CURVES = ("train_loss", "train_error", "val_loss", "val_error", "lr")  # history columns tabled per study
 
 
@@ -91,7 +96,7 @@ def curve_tables(histories: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFram
     tables = {column: pd.concat([pd.DataFrame({"run": run, "epoch": history.index, "value": history[column].values})
                                  for run, history in histories.items()], ignore_index=True)
               for column in CURVES}
-    by_time = pd.concat([pd.DataFrame({"run": run, "seconds": history["epoch_time_s"].cumsum().values,
+    by_time = pd.concat([pd.DataFrame({"run": run, "seconds": training_seconds(history).values,
                                        "value": history["train_loss"].values})
                          for run, history in histories.items()], ignore_index=True)
     return {**tables, "train_loss_by_seconds": by_time}
@@ -164,7 +169,7 @@ def plot_loss_by_epoch_and_time(histories: Mapping[str, pd.DataFrame], path: Pat
     for index, by_time in enumerate((False, True)):
         axes = figure.add_subplot(1, 2, index + 1)
         for run, history in histories.items():
-            x = history["epoch_time_s"].cumsum() if by_time else history.index
+            x = training_seconds(history) if by_time else history.index
             axes.plot(x, history["train_loss"], marker=".", label=run)
         axes.set_xlabel("training seconds" if by_time else "epoch")
         axes.set_ylabel("training loss")
