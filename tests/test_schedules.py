@@ -75,3 +75,9 @@ def test_each_schedule_describes_itself_for_the_parameters_table(tmp_path):
     assert described(schedule="multistep", milestones=[50, 75]) == "multistep x0.1 after 50, 75"
     assert described(schedule="step", step_epochs=10, gamma=0.5) == "step x0.5 every 10"
     assert described(schedule="cosine") == "cosine" and described(schedule="constant") == "constant"
+
+
+def test_a_step_decay_due_at_the_very_end_does_not_count_as_the_last_decay(tmp_path):
+    # 30 epochs, a decay every 10: decays take effect after epochs 10 and 20; one after epoch 30 never trains.
+    cfg = run_config(tmp_path / UNUSED, schedule="step", step_epochs=10, profile={"epochs": 30}).train
+    assert last_decay_epoch(cfg) == 20
