@@ -400,6 +400,39 @@ def test_fetch_refuses_a_local_source_that_is_not_a_file(tmp_path, make):
     assert not (tmp_path / "dest.tar.gz").exists()
 
 
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda good, tmp: good[: len(good) // 2], "not a readable .tar.gz archive"),
+        (lambda good, tmp: gzip.compress(b"not a tar file\n" * 100), "not a readable .tar.gz archive"),
+        (lambda good, tmp: make_cifar_archive(tmp / "other.tar.gz", members={"test_batch": None}).read_bytes(),
+         "missing members"),
+    ],
+    ids=["truncated", "gzip-not-tar", "member-missing"],
+)
+def test_fetch_refuses_a_damaged_local_archive_by_its_own_name_and_keeps_the_earlier_copy(
+        tiny_archive, tmp_path, damage, expected):
+    source = tmp_path / "mine.tar.gz"
+    source.write_bytes(damage(tiny_archive.read_bytes(), tmp_path))
+    dest = tmp_path / "raw" / "cifar-10-python.tar.gz"
+    dest.parent.mkdir()
+    dest.write_bytes(b"earlier copy")
+    with pytest.raises(CifarlabError) as info:
+        fetch_archive(str(source), dest, expected_md5=None)
+    assert str(info.value).startswith(f"data.source: {source}: {expected}")
+    assert dest.read_bytes() == b"earlier copy"
+
+
+def test_fetch_refuses_a_download_that_is_not_the_archive_and_keeps_the_earlier_one(tmp_path):
+    page = tmp_path / "page.html"  # what a proxy or a moved URL serves instead
+    page.write_bytes(b"<html>moved</html>")
+    dest = tmp_path / "dest.tar.gz"
+    dest.write_bytes(b"earlier download")
+    with pytest.raises(CifarlabError, match=f"data.source: {page.as_uri()}: not a readable .tar.gz archive"):
+        fetch_archive(page.as_uri(), dest, expected_md5=None)
+    assert dest.read_bytes() == b"earlier download"
+
+
 def test_fetch_url_with_the_right_md5_is_verified(tiny_archive, tmp_path):
     dest = tmp_path / "dest.tar.gz"
     record = fetch_archive(tiny_archive.as_uri(), dest, expected_md5=md5_of(tiny_archive))

@@ -6,6 +6,7 @@ checked, and its pickles go through an unpickler that only knows how to rebuild 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -91,7 +93,9 @@ def fetch_archive(source: str, dest: Path, expected_md5: str | None) -> dict:
     """Download (URL) or copy (local path) the archive to `dest`, atomically, and record checksums.
 
     A download whose md5 differs from `expected_md5` is refused; a local archive named by the user
-    is trusted as named, so its md5 is recorded but not checked (`checksum_verified` is False).
+    is trusted as named, so its md5 is recorded but not checked (`checksum_verified` is False). Either
+    must be a readable .tar.gz with the official members, or it is refused here, by its own name,
+    rather than one stage later by the name of its copy.
     """
     dest = Path(dest)
     if is_url(source):
@@ -120,6 +124,7 @@ def _download(url: str, dest: Path, expected_md5: str | None) -> dict:
                     f"data.md5: {url} has md5 {sums['md5']}, expected {expected_md5}; "
                     "fix data.md5 or data.source"
                 )
+            check_archive_layout(tmp, shown_as=f"data.source: {url}")
     except urllib.error.HTTPError as err:
         raise CifarlabError(
             f"data.source: cannot download {url}: HTTP {err.code} {_one_line(err.reason)}"
@@ -138,6 +143,7 @@ def _copy_local(path: Path, dest: Path) -> dict:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise CifarlabError(f"data.source: {path} {what}; expected a .tar.gz archive or a URL")
+    check_archive_layout(path, shown_as=f"data.source: {path}")
     with open(path, "rb") as src, atomic_path(dest) as tmp:
         return _copy_hashing(src, tmp, total=None, label=None)
 
@@ -206,19 +212,11 @@ def read_archive(path: Path) -> CifarArrays:
     path = Path(path)
     if not path.is_file():
         raise CifarlabError(f"{path}: no such archive; run the `fetch` stage")
-    try:
-        with tarfile.open(path, mode="r:gz") as tar:
-            members = tar.getmembers()  # reads to the end: truncation and bad CRCs show here
-            wanted = _check_members(path, members)
-            # read in archive order, so the gzip stream is rewound once, not once per member
-            loaded = {name: _unpickle(path, tar, member)
-                      for name, member in sorted(wanted.items(), key=lambda kv: kv[1].offset)}
-    except CifarlabError:
-        raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as err:  # zlib.error is an OSError
-        raise CifarlabError(
-            f"{path}: not a readable .tar.gz archive ({_one_line(err)})"
-        ) from None
+    with _open_tar(path, shown_as=path) as tar:
+        wanted = _check_members(path, tar.getmembers())
+        # read in archive order, so the gzip stream is rewound once, not once per member
+        loaded = {name: _unpickle(path, tar, member)
+                  for name, member in sorted(wanted.items(), key=lambda kv: kv[1].offset)}
 
     train = [_check_batch(path, name, loaded[name]) for name in TRAIN_MEMBERS]
     x_test, y_test = _check_batch(path, TEST_MEMBER, loaded[TEST_MEMBER])
@@ -231,7 +229,27 @@ def read_archive(path: Path) -> CifarArrays:
     )
 
 
-def _check_members(path: Path, members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
+def check_archive_layout(path: Path, *, shown_as: object) -> None:
+    """Refuse, naming `shown_as`, a file that is not a readable .tar.gz holding the official members;
+    the batches themselves are checked when the split reads them."""
+    with _open_tar(path, shown_as=shown_as) as tar:
+        _check_members(shown_as, tar.getmembers())
+
+
+@contextlib.contextmanager
+def _open_tar(path: Path, *, shown_as: object) -> Iterator[tarfile.TarFile]:
+    """The archive opened for reading; damage found while reading it is one error naming `shown_as`."""
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            tar.getmembers()  # reads to the end: truncation and bad CRCs show here
+            yield tar
+    except CifarlabError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, ValueError) as err:  # zlib.error is an OSError
+        raise CifarlabError(f"{shown_as}: not a readable .tar.gz archive ({_one_line(err)})") from None
+
+
+def _check_members(path: object, members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
     """Refuse the archive if any member is unsafe; return the needed members by short name."""
     for member in members:
         parts = PurePosixPath(member.name).parts
