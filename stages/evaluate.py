@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+import _checkout  # noqa: F401  (before any cifarlab import)
+
 from cifarlab.cli import read_study, resolve_device, run_stage
 from cifarlab.evaluation import evaluate_run
 

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+import _checkout  # noqa: F401  (before any cifarlab import)
+
 from cifarlab.cli import read_study, run_stage
 from cifarlab.report import write_report
 

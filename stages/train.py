@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+import _checkout  # noqa: F401  (before any cifarlab import)
+
 from cifarlab.cli import check_compile_toolchain, configure_torch, read_study, resolve_device, run_stage
 from cifarlab.training import train_and_save
 
