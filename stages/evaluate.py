@@ -16,12 +16,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, required=True, help="test index/predicted/actual, CSV")
+    parser.add_argument("--confusion", type=Path, required=True, help="test actual/predicted/count, CSV")
     parser.add_argument("--weights", type=Path, required=True, help="histogram of conv and linear weights, CSV")
     args = parser.parse_args(argv)
     study = read_study()
     run = study.run(args.run)
     metrics = evaluate_run(args.model, args.split, resolve_device(study.device), metrics_path=args.metrics,
-                           predictions_path=args.predictions, weights_path=args.weights)
+                           predictions_path=args.predictions, confusion_path=args.confusion,
+                           weights_path=args.weights)
     print(f"evaluate {run.name}: test accuracy {metrics['test']['accuracy']:.2%}, "
           f"macro-F1 {metrics['test']['macro_f1']:.2%} ({metrics['status']})")
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import vl_convert
 import yaml
 
 from archives import make_cifar_archive
@@ -90,7 +92,8 @@ def test_repro_writes_every_runs_metrics_and_the_report(study_repo):
         assert any(h.startswith(heading) for h in headings), heading
     for image in ("error_curves.png", "batch_size_bn.png", "batch_size_gn.png", "quantiles_all_runs.png",
                   "error_curves_lab.png", "weights_lab.png", "costs_arch.png", "loss_arch.png",
-                  "error_curves_vggnorm.png"):
+                  "error_curves_vggnorm.png", *(f"confusion_{study}.png" for study in
+                                                   ("norm", "lab", "resnet20", "arch", "vggnorm"))):
         assert f"]({image})" in report and (study_repo / "report" / image).exists()
 
 
@@ -131,7 +134,9 @@ def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_rep
             assert {p["epoch"] for p in points} == {"1", "2"}
         by_time = plots[f"plots/curves-by-time/{study}/train_loss.csv"][0]["content"]["data"]["values"]
         assert {p["run"] for p in by_time} == runs
-    assert {f"plots/predictions/{name}.csv" for name in entries} <= set(plots)
+    for name in entries:
+        confusion = plots[f"plots/confusion/{name}.csv"][0]["content"]["data"]["values"]
+        assert len(confusion) == 100 and sum(int(cell["count"]) for cell in confusion) == 20  # 10x10, 20 images
     html = study_repo / "html"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(html)], study_repo)
     assert (html / "index.html").exists()
@@ -182,3 +187,57 @@ def test_a_new_run_is_one_params_entry_that_metrics_and_curves_pick_up(study_rep
     assert "gn-4-128" in {p["run"] for p in curve[0]["content"]["data"]["values"]}
     assert "gn-4-128" in (repo / "report" / "report.md").read_text()
 
+
+
+def output_files(repo: Path) -> dict[str, bytes]:
+    return {p.relative_to(repo).as_posix(): p.read_bytes() for top in ("models", "metrics", "plots", "report")
+            for p in (repo / top).rglob("*") if p.is_file()}
+
+
+def test_a_params_typo_after_a_finished_run_stops_before_any_output_is_removed(study_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(study_repo, repo, symlinks=True)
+    before = output_files(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["runs"]["gn-8"]["lrr"] = 0.05  # meant lr: DVC would rerun train@gn-8 and clear its outputs first
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], repo, check=False)
+    assert result.returncode != 0
+    assert "error: runs.gn-8.lrr: unknown key" in result.stderr
+    assert "Running stage 'train@" not in result.stdout
+    assert output_files(repo) == before  # curves, models, metrics, report: every byte still there
+
+
+def page_specs(html: str) -> list[dict]:
+    """The Vega-Lite specs that DVC's page hands to vegaEmbed, one per plot."""
+    return [json.loads(spec) for spec in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed", html, flags=re.S)]
+
+
+def test_plots_diff_of_two_commits_renders_with_no_network_and_a_square_confusion_grid_per_revision(
+        study_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(study_repo, repo, symlinks=True)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "results"], repo)
+    confusion = repo / "plots" / "confusion" / "bn-8.csv"
+    table = [line.split(",") for line in confusion.read_text().splitlines()]
+    confusion.write_text("\n".join(",".join(row[:2] + ([str(20 if row[0] == row[1] == "cat" else 0)] if i else row[2:]))
+                                   for i, row in enumerate(table)) + "\n")  # the workspace: every image a cat
+    run([sys.executable, "-m", "cifarlab.offline_plots"], repo)
+    run(["dvc", "plots", "diff", "HEAD", "-o", "diff"], repo)
+    html = (repo / "diff" / "index.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html)  # nothing to fetch
+    assert "window.vegaEmbed" in html  # the libraries are in the page itself
+    specs = page_specs(html)
+    assert len(specs) == len(re.findall(r"<div id\s*=", html)) > 0
+    for spec in specs:
+        assert "<path" in vl_convert.vegalite_to_svg(spec) or "<rect" in vl_convert.vegalite_to_svg(spec)
+    grid = next(s for s in specs if s["title"] == "plots/confusion/bn-8.csv")
+    assert {v["rev"] for v in grid["data"]["values"]} == {"HEAD", "workspace"}
+    svg = vl_convert.vegalite_to_svg(grid)
+    for rev in ("HEAD", "workspace"):
+        assert f">{rev}</text>" in svg  # one labelled grid per revision
+    # 10 actual x 10 predicted cells per revision, zeros included, so both grids line up
+    for rev in ("HEAD", "workspace"):
+        cells = {(v["actual"], v["predicted"]) for v in grid["data"]["values"] if v["rev"] == rev}
+        assert len(cells) == 100

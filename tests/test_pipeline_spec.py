@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cifarlab.config import TOP_LEVEL_KEYS
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "cifarlab"
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -71,8 +73,14 @@ def test_every_stage_script_exists_and_every_stage_has_a_script():
 
 
 def test_pipeline_has_the_stages_of_the_study_in_order():
-    assert list(DVC_YAML["stages"]) == ["fetch", "split", "train", "evaluate", "curves", "quantile-plots",
-                                        "report"]
+    assert list(DVC_YAML["stages"]) == ["check-params", "fetch", "split", "train", "evaluate", "curves",
+                                        "quantile-plots", "report"]
+
+
+def test_params_are_checked_as_a_whole_before_any_train_stage_can_clear_its_outputs():
+    assert set(DVC_YAML["stages"]["check-params"]["params"]) == set(TOP_LEVEL_KEYS)
+    checked = next(iter(DVC_YAML["stages"]["check-params"]["outs"][0]))
+    assert checked in DVC_YAML["stages"]["train"]["do"]["deps"]
     assert DVC_YAML["stages"]["train"]["foreach"] == "${runs}"
     assert DVC_YAML["stages"]["evaluate"]["foreach"] == "${runs}"
 
@@ -99,9 +107,9 @@ def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_lis
     assert DVC_YAML["metrics"] == ["metrics"]
     assert "metrics/${key}.json" in _outputs("evaluate")
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
-    assert set(plots) == {"plots/curves", "plots/curves-by-time", "plots/predictions"}
+    assert set(plots) == {"plots/curves", "plots/curves-by-time", "plots/confusion"}
     assert {"plots/curves", "plots/curves-by-time"} <= _outputs("curves")
-    assert "plots/predictions/${key}.csv" in _outputs("evaluate")
+    assert "plots/confusion/${key}.csv" in _outputs("evaluate")
     assert all(run not in (ROOT / "dvc.yaml").read_text() for run in RUNS)
 
 

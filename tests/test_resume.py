@@ -66,7 +66,8 @@ class Project:
     def evaluate_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
         return [sys.executable, str(self.root / "stages" / "evaluate.py"), run, "--split", str(self.split),
                 "--model", str(cwd / "model.pt"), "--metrics", str(cwd / "metrics.json"),
-                "--predictions", str(cwd / "predictions.csv"), "--weights", str(cwd / "weights.csv")]
+                "--predictions", str(cwd / "predictions.csv"), "--confusion", str(cwd / "confusion.csv"),
+                "--weights", str(cwd / "weights.csv")]
 
     def run(self, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
         result = subprocess.run(cmd, cwd=cwd, env=self.env(), capture_output=True, text=True)
@@ -248,6 +249,35 @@ def test_resume_state_of_another_lr_is_not_reused(project, straight):
 
 
 @pytest.mark.slow
+def test_a_rerun_of_a_finished_run_trains_it_again_and_says_so(project, straight):
+    # What `dvc repro -f -s train@<run>` does: the finished run's resume state is still on disk.
+    cwd = project.workdir("forced")
+    shutil.copy(straight[0] / "resume.pt", cwd / "resume.pt")
+    result = project.run(project.train_cmd(cwd), cwd)
+    assert f"{RUN}: {cwd / 'resume.pt'} holds this run finished (completed after epoch {EPOCHS}); " \
+           "training it again from the start" in result.stdout
+    for epoch in range(1, EPOCHS + 1):
+        assert f"epoch {epoch}/{EPOCHS}" in result.stdout
+    assert_same_weights(cwd / "model.pt", straight[0] / "model.pt")
+
+
+def test_the_start_line_says_what_the_run_does_and_what_the_profile_overrode(project):
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["runs"][RUN]["epochs"] = 50  # the quick profile trains EPOCHS whatever the run says
+    cwd = project.workdir("start-line", params)
+    first = project.run(project.train_cmd(cwd), cwd).stdout.splitlines()[0]
+    assert first.startswith(f"{RUN}: ResNet-8")
+    for part in ("norm bn", "on cpu (", "128 train and 32 val images", "8 steps of 16 per epoch",
+                 f"{EPOCHS} epochs", "sgd lr 0.0125 (0.1 x 16/128, linear scaling)",
+                 f"profile quick overrides epochs 50 (runs.{RUN}) -> {EPOCHS}"):
+        assert part in first, first
+    recorded = json.loads((cwd / "live" / "run.json").read_text())
+    assert recorded["run"]["profile_overrides"] == [
+        {"key": "epochs", "own": 50, "set_by": f"runs.{RUN}", "value": EPOCHS}]
+    assert recorded["data"]["train_images"] == 128 and recorded["data"]["val_images"] == 32
+
+
+@pytest.mark.slow
 def test_a_truncated_resume_file_starts_the_run_afresh(project, straight):
     cwd = project.workdir("truncated")
     data = (straight[0] / "resume.pt").read_bytes()
@@ -373,6 +403,9 @@ def test_the_stages_evaluate_and_report_a_diverged_run(project):
     shown = f"**diverged** (non-finite loss at epoch {metrics['epochs_run']})"
     assert shown in metrics_table(load_metrics(cwd / "metrics", cwd / "live-root", ["boom"]))
     write_quantile_figures({"norm": ["boom"]}, cwd / "live-root", cwd / "quantiles")
+    (cwd / "confusion").mkdir()
+    shutil.copy(cwd / "confusion.csv", cwd / "confusion" / "boom.csv")
     report = write_report(load_study(params), metrics_dir=cwd / "metrics", live_root=cwd / "live-root",
-                          quantile_dir=cwd / "quantiles", weights_dir=cwd, out_dir=cwd / "report").read_text()
+                          quantile_dir=cwd / "quantiles", weights_dir=cwd, confusion_dir=cwd / "confusion",
+                          out_dir=cwd / "report").read_text()
     assert shown in report and "diverged: `boom`" in report

@@ -5,6 +5,7 @@ Expected values are worked out by hand from the schedule's definition, not from 
 
 from __future__ import annotations
 
+import io
 import math
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ from cifarlab.models import build_model
 from cifarlab.norms import gate_parameters
 from cifarlab.optim import build_optimizer
 from cifarlab.schedules import lr_factor
-from cifarlab.training import stops_early, train_run
+from cifarlab.training import show_progress, stops_early, train_run
 
 CPU = torch.device("cpu")
 UNUSED = "unused.tar.gz"  # run_config needs a data source; these tests train on `tiny_split`
@@ -160,3 +161,24 @@ def test_the_loss_before_training_is_the_fresh_models_and_changes_nothing_after_
     skipped = _train(run, tiny_split, tmp_path / "skipped")
     assert skipped.initial_val_loss == 0.0
     assert _curves(skipped.history) == _curves(measured.history)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_within_an_epoch_rewrites_one_terminal_line_and_clears_it_at_the_end():
+    stream = FakeTerminal()
+    batches = list(show_progress(iter("abc"), total=3, label="bn-8 epoch 2/5", stream=stream, every_s=0.0))
+    assert batches == ["a", "b", "c"]
+    shown = stream.getvalue().split("\r")
+    assert [part.split(",")[0] for part in shown[1:4]] == [f"bn-8 epoch 2/5: step {k}/3" for k in (1, 2, 3)]
+    assert shown[-1] == "\033[K"  # the last write clears the line for the epoch's summary
+    assert "\n" not in stream.getvalue()
+
+
+def test_progress_writes_nothing_when_output_is_not_a_terminal():
+    stream = io.StringIO()  # a log file or a pipe
+    assert list(show_progress(iter(range(5)), total=5, label="x", stream=stream, every_s=0.0)) == list(range(5))
+    assert stream.getvalue() == ""

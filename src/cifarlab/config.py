@@ -95,6 +95,16 @@ class PerformanceConfig:
 
 
 @dataclass(frozen=True)
+class ProfileOverride:
+    """A key the run entry or its study set that the active profile replaced."""
+
+    key: str  # model or train key, e.g. "epochs"
+    own: Any  # the value the run asked for
+    set_by: str  # the params key that asked for it, e.g. "runs.bn-128"
+    value: Any  # the profile's value, which the run trains with
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str
     study: str  # the study (report section, curve tables) the run belongs to
@@ -102,12 +112,32 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     performance: PerformanceConfig
+    profile: str = "full"
+    profile_overrides: tuple[ProfileOverride, ...] = ()
+
+    # Where a run belongs and how its values came about; its training depends on the values alone.
+    NOT_SHAPING = ("study", "profile", "profile_overrides")
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the run's training, to refuse stale resume state."""
-        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k != "study"}
+        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_SHAPING}
         blob = json.dumps(shaping, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain data (lists, dicts, scalars) that `from_record` turns back into this config."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> RunConfig:
+        train = {k: tuple(v) if isinstance(v, list) else v for k, v in record["train"].items()}
+        return cls(**{**record, "model": ModelConfig.from_dict(record["model"]), "train": TrainConfig(**train),
+                      "performance": PerformanceConfig(**record["performance"]),
+                      "profile_overrides": tuple(ProfileOverride(**o) for o in record["profile_overrides"])})
+
+    def describe_overrides(self) -> str:
+        """The profile's overrides of this run's own keys, e.g. "epochs 200 (studies.resnet20) -> 5"."""
+        return ", ".join(f"{o.key} {o.own} ({o.set_by}) -> {o.value}" for o in self.profile_overrides)
 
 
 @dataclass(frozen=True)
@@ -251,20 +281,29 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
                profile.get("model") or {}, profile.get("train") or {}),
               (f"profiles.{profile_name}.studies.{study}.model", f"profiles.{profile_name}.studies.{study}.train",
                for_study.get("model") or {}, for_study.get("train") or {})]
+    own_layers = {f"studies.{study}", key}  # what this run chose, as against defaults and the profile
     model_values: dict[str, Any] = {}
     train_values: dict[str, Any] = {}
     set_by: dict[str, str] = {}
+    own: dict[str, tuple[Any, str]] = {}
     for model_key, train_key, model_layer, train_layer in layers:
-        checked = _check_model_keys(model_layer, model_key)
-        model_values.update(checked)
-        set_by.update(dict.fromkeys(checked, model_key))
-        train_values.update(check_fields(TrainConfig, train_layer, train_key))
+        checked_model = _check_model_keys(model_layer, model_key)
+        checked_train = check_fields(TrainConfig, train_layer, train_key)
+        model_values.update(checked_model)
+        train_values.update(checked_train)
+        set_by.update(dict.fromkeys(checked_model, model_key))
+        if model_key in own_layers:
+            own.update({k: (v, model_key) for k, v in {**checked_model, **checked_train}.items()})
     model = _build_model_config(model_values, entry, key, name, set_by)
     train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
     check_schedule(train, key)
-    return RunConfig(name=name, study=study, seed=seed, model=model, train=train, performance=performance)
+    final = {**model_values, **train_values}
+    overrides = tuple(ProfileOverride(k, value, source, final[k]) for k, (value, source) in own.items()
+                      if final[k] != value)
+    return RunConfig(name=name, study=study, seed=seed, model=model, train=train, performance=performance,
+                     profile=profile_name, profile_overrides=overrides)
 
 
 @functools.cache

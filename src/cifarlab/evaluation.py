@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from cifarlab.checkpoints import load_model
 from cifarlab.data import load_split
@@ -16,6 +16,7 @@ from cifarlab.inference import eval_batch_size_for, predict
 from cifarlab.io import atomic_path, write_json
 from cifarlab.loader import Normalizer, ResidentDataset
 from cifarlab.optim import penalized_weights
+from cifarlab.profiler import profile_model
 
 SMALL_WEIGHT = 1e-3  # |w| below this counts as (nearly) zero in the weight statistics
 WEIGHT_BINS = np.linspace(-0.25, 0.25, 101)  # histogram of conv and linear weights; outliers go to the ends
@@ -44,11 +45,21 @@ def weight_statistics(model: torch.nn.Module) -> tuple[dict[str, float], pd.Data
     return stats, pd.DataFrame({"weight": (edges[:-1] + edges[1:]) / 2, "count": counts})
 
 
+def confusion_table(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """The confusion matrix in long form (actual, predicted, count), every pair of classes present, zeros
+    included, so that plots of two revisions draw the same square grid."""
+    counts = confusion_matrix(labels, predicted, labels=np.arange(len(class_names)))
+    actual, predicted_index = np.meshgrid(np.arange(len(class_names)), np.arange(len(class_names)), indexing="ij")
+    names = np.asarray(class_names)
+    return pd.DataFrame({"actual": names[actual.ravel()], "predicted": names[predicted_index.ravel()],
+                         "count": counts.ravel()})
+
+
 def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, metrics_path: Path,
-                 predictions_path: Path, weights_path: Path) -> dict[str, Any]:
+                 predictions_path: Path, confusion_path: Path, weights_path: Path) -> dict[str, Any]:
     """Score a run's best checkpoint on train, val and test (accuracy, F1s, cross-entropy); write its
-    metrics, its test predictions (index in the official test batch, predicted and actual class) and
-    its weight histogram.
+    metrics, its test predictions (index in the official test batch, predicted and actual class), its
+    test confusion matrix and its weight histogram.
 
     The train split is scored without augmentation, in full (not the quick profile's subset), so every
     run is compared on the same images.
@@ -67,11 +78,15 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
                          "loss": output.loss_and_error()[0], "images": len(labels)}
         test_true, test_pred = labels, predicted
     metrics["weights"], histogram = weight_statistics(model)
+    cost = profile_model(model)
+    metrics["model"] = {"parameters": cost.parameters, "macs_per_image": cost.macs}
     write_json(metrics_path, metrics)
     names = np.asarray(split.class_names)
     with atomic_path(predictions_path) as tmp:  # the test split keeps the official test batch's order
         pd.DataFrame({"index": np.arange(len(test_pred)), "predicted": names[test_pred],
                       "actual": names[test_true]}).to_csv(tmp, index=False)
+    with atomic_path(confusion_path) as tmp:
+        confusion_table(test_true, test_pred, list(split.class_names)).to_csv(tmp, index=False)
     with atomic_path(weights_path) as tmp:
         histogram.to_csv(tmp, index=False)
     return metrics

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -175,6 +176,38 @@ def plot_loss_by_epoch_and_time(histories: Mapping[str, pd.DataFrame], path: Pat
         axes.set_ylabel("training loss")
         axes.grid(alpha=0.3)
     figure.axes[-1].legend(fontsize="small")
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def confusion_counts(confusion_dir: Path, run: str) -> pd.DataFrame:
+    """A run's test confusion matrix (rows: actual class, columns: predicted) from the evaluate stage's
+    long table, in the table's class order."""
+    path = confusion_dir / f"{run}.csv"
+    if not path.exists():
+        raise CifarlabError(f"{path}: missing; run the evaluate stage for {run} first")
+    table = pd.read_csv(path)
+    classes = list(dict.fromkeys(table["actual"]))
+    return table.pivot(index="actual", columns="predicted", values="count").reindex(index=classes, columns=classes)
+
+
+def plot_confusion_matrices(matrices: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
+    """One heat map per run, rows normalised to the share of each actual class, four runs to a row."""
+    columns = min(4, len(matrices))
+    rows = math.ceil(len(matrices) / columns)
+    figure = Figure(figsize=(3.2 * columns, 3.2 * rows), layout="constrained")
+    for index, (run, counts) in enumerate(matrices.items()):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
+        image = axes.imshow(shares.to_numpy(), vmin=0, vmax=1, cmap="viridis")
+        accuracy = np.trace(counts.to_numpy()) / max(counts.to_numpy().sum(), 1)
+        axes.set_title(f"{run} ({100 * accuracy:.1f}%)", fontsize="small")
+        ticks = range(len(counts))
+        axes.set_xticks(ticks, counts.columns if index >= len(matrices) - columns else [], rotation=90,
+                        fontsize="x-small")
+        axes.set_yticks(ticks, counts.index if index % columns == 0 else [], fontsize="x-small")
+    figure.colorbar(image, ax=figure.axes, shrink=0.6, label="share of the actual class (rows: actual, "
+                    "columns: predicted)")
     figure.suptitle(title)
     _save(figure, path)
 

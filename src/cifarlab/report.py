@@ -20,7 +20,10 @@ from cifarlab.config import RunConfig, Study
 from cifarlab.errors import CifarlabError
 from cifarlab.io import write_text
 from cifarlab.models import MODELS, build_model
+from cifarlab.norms import gate_parameters
 from cifarlab.plots import (
+    confusion_counts,
+    plot_confusion_matrices,
     plot_error_curves,
     plot_loss_by_epoch_and_time,
     plot_model_costs,
@@ -30,7 +33,7 @@ from cifarlab.plots import (
 )
 from cifarlab.profiler import profile_model
 from cifarlab.schedules import describe_schedule
-from cifarlab.tracking import read_live_summary
+from cifarlab.tracking import read_live_summary, read_run_record
 
 SPLITS = ("train", "val", "test")
 SCORES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1"}
@@ -155,28 +158,55 @@ def batch_size_section(configs: Mapping[str, RunConfig], metrics: Mapping[str, A
     return "\n".join(["## Batch size", "", _markdown(rows), ""] + lines[2:])
 
 
-def parameters_section(study: Study) -> str:
-    """The settings every run was trained with, resolved (defaults, run entry, profile)."""
+def parameters_section(configs: Mapping[str, RunConfig], records: Mapping[str, Mapping[str, Any]],
+                       study: Study) -> str:
+    """The settings every run trained with, as it recorded them (defaults, study, run entry, profile)."""
     rows = []
-    for name, cfg in study.runs.items():
-        m, t = cfg.model, cfg.train
-        rows.append({"run": name, "model": MODELS[m.arch].label(m.options), "activation": m.activation,
+    for name, cfg in configs.items():
+        m, t, data = cfg.model, cfg.train, records[name]["data"]
+        rows.append({"run": name, "profile": cfg.profile, "model": MODELS[m.arch].label(m.options),
+                     "activation": m.activation,
                      "norm": m.norm + (f" ({m.groups} groups)" if m.norm == "gn" else ""), "batch": t.batch_size,
                      "optimizer": t.optimizer, "lr": f"{t.effective_lr:g}", "lr rule": t.lr_scaling,
                      "schedule": describe_schedule(t),
                      "warm-up epochs": t.warmup_epochs, "epochs": t.epochs, "patience": t.patience,
                      "weight decay": t.weight_decay, "l1": t.l1, "augment": "yes" if t.augment else "no",
                      "momentum": t.momentum,
-                     # Only Batch-Instance Norm has gates; they are never weight-decayed.
                      "gate lr": (f"{t.effective_lr * t.gate_lr_multiplier:g} ({t.gate_lr_multiplier:g}x, no decay)"
-                                 if m.norm == "bin" else "-"),
-                     "train images": t.train_images or "all", "val images": t.val_images or "all"})
-    data = study.data
+                                 if gate_parameters(build_model(m)) else "-"),
+                     "train images": f"{data['train_images']:,}", "val images": f"{data['val_images']:,}",
+                     "overridden by the profile": cfg.describe_overrides() or "-"})
     return "\n".join([
         "## Parameters of the study", "",
-        f"Profile `{study.profile}`, seed {study.seed}, device `{study.device}`; data `{data.source}`, "
-        f"validation fraction {data.val_fraction} of the official training images.", "",
+        "Each run as it recorded itself when it trained (`plots/live/<run>/run.json`), after the defaults, its "
+        "study's keys, its own entry and the profile; images are those it trained and validated on. "
+        f"Seed {study.seed}; data `{study.data.source}`, validation fraction {study.data.val_fraction} of the "
+        "official training images.", "",
         _markdown(rows), ""])
+
+
+def provenance_notes(study: Study, configs: Mapping[str, RunConfig],
+                     records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What a reader must know before trusting the comparisons: runs of a small profile, runs made under
+    other settings than today's params.yaml, runs trained on different splits."""
+    notes = []
+    small = sorted({cfg.profile for cfg in configs.values()} - {"full"})
+    if small:
+        notes.append(f"**Profile {', '.join(f'`{p}`' for p in small)}: runs trained on a slice of the data for a few "
+                     "epochs. This report checks the pipeline; its numbers are not the studies' results.**")
+    profiles = sorted({cfg.profile for cfg in configs.values()})
+    if len(profiles) > 1:
+        notes.append(f"**This report mixes runs of the profiles {', '.join(f'`{p}`' for p in profiles)}**; the "
+                     "parameters table gives each run's.")
+    stale = [run for run, cfg in configs.items() if cfg.fingerprint() != study.runs[run].fingerprint()]
+    if stale:
+        notes.append(f"**Trained under other settings than `params.yaml` now gives: {', '.join(f'`{r}`' for r in stale)}."
+                     "** The tables show what they trained with; `dvc repro` retrains them.")
+    splits = {records[run]["data"]["content_sha256"] for run in configs}
+    if len(splits) > 1:
+        notes.append(f"**The runs trained on {len(splits)} different data splits** (content hashes "
+                     f"{', '.join(sorted(h[:12] for h in splits))}); their scores are not comparable.")
+    return [line for note in notes for line in (note, "")]
 
 
 @dataclass(frozen=True)
@@ -275,7 +305,8 @@ def lab_section(view: StudyView) -> list[str]:
     """SimpleNN's sanity checks, then each pipeline change against the study's first run."""
     baseline = view.runs[0]
     model = build_model(view.configs[baseline].model)
-    profile = profile_model(model)
+    layers = profile_model(model).table()  # the architecture as built; the run's totals are in its metrics
+    cost = view.metrics[baseline]["model"]
     with torch.no_grad():
         shape = tuple(model.eval()(torch.zeros(2, 3, 32, 32)).shape)
     ln_classes = math.log(view.configs[baseline].model.num_classes)
@@ -288,9 +319,9 @@ def lab_section(view: StudyView) -> list[str]:
     lines = [
         "### Sanity checks", "",
         f"`{baseline}` ({MODELS[view.configs[baseline].model.arch].label(view.configs[baseline].model.options)}): "
-        f"a batch of 2 images gives logits of shape {shape}; {profile.parameters:,} parameters and "
-        f"{profile.macs:,} MACs per image.", "",
-        profile.table().to_markdown(index=False), "",
+        f"a batch of 2 images gives logits of shape {shape}; {cost['parameters']:,} parameters and "
+        f"{cost['macs_per_image']:,} MACs per image.", "",
+        layers.to_markdown(index=False), "",
         "The cross-entropy before any training step, on the validation images, against ln(classes), "
         "the loss of a uniform prediction:", "", _markdown(initial), "",
         f"### What each change buys (baseline `{baseline}`)", "",
@@ -329,10 +360,9 @@ def arch_section(view: StudyView) -> list[str]:
     """Networks compared on one budget: scores, parameters and MACs, loss by epoch and by second."""
     rows = []
     for run in view.runs:
-        config = view.configs[run].model
-        profile = profile_model(build_model(config))
-        rows.append({"run": run, "model": MODELS[config.arch].label(config.options), "parameters": profile.parameters,
-                     "MACs": profile.macs})
+        config, cost = view.configs[run].model, view.metrics[run]["model"]
+        rows.append({"run": run, "model": MODELS[config.arch].label(config.options), "parameters": cost["parameters"],
+                     "MACs": cost["macs_per_image"]})
     costs = pd.DataFrame(rows)
     chart = view.out_dir / f"costs_{view.name}.png"
     plot_model_costs(costs, chart)
@@ -349,6 +379,15 @@ def generic_section(view: StudyView) -> list[str]:
     return _generic_body(view, f"Study {view.name}")
 
 
+def confusion_matrix_lines(view: StudyView, confusion_dir: Path) -> list[str]:
+    """Every run's test confusion matrix, from the evaluate stage's tables, as one figure per study."""
+    matrices = {run: confusion_counts(confusion_dir, run) for run in view.runs}
+    figure = view.out_dir / f"confusion_{view.name}.png"
+    plot_confusion_matrices(matrices, figure, f"Test confusion matrices of study {view.name} (share of each "
+                            "actual class)")
+    return ["### Test confusion matrices", "", f"![test confusion matrices of study {view.name}]({figure.name})", ""]
+
+
 # Each study's section of the report, by study name; a study not listed gets the generic section.
 SECTIONS: dict[str, tuple[str, Callable[[StudyView], list[str]]]] = {
     "norm": ("Normalization and batch size in a CIFAR ResNet", norm_section),
@@ -360,30 +399,36 @@ SECTIONS: dict[str, tuple[str, Callable[[StudyView], list[str]]]] = {
 
 
 def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_dir: Path, weights_dir: Path,
-                 out_dir: Path) -> Path:
-    """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study."""
+                 confusion_dir: Path, out_dir: Path) -> Path:
+    """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study.
+
+    Which runs there are and how they group into studies come from params.yaml; everything about each run
+    (its settings, data sizes, scores, curves) comes from what it recorded.
+    """
     runs = list(study.runs)
     metrics = load_metrics(metrics_dir, live_root, runs)
     histories = {run: read_history(live_root / run) for run in runs}
+    records = {run: read_run_record(live_root / run) for run in runs}
+    configs = {run: RunConfig.from_record(records[run]["run"]) for run in runs}
     out_dir.mkdir(parents=True, exist_ok=True)
     best = max(runs, key=lambda r: metrics[r]["test"]["accuracy"])
     diverged = [r for r in runs if metrics[r]["status"] == "diverged"]
     devices = sorted({str(metrics[r].get("device", "?")) for r in runs})
+    profiles = sorted({cfg.profile for cfg in configs.values()})
     sections = [
         "# cifarlab: study report", "",
-        f"{len(runs)} runs in {len(study.runs_by_study())} studies, profile `{study.profile}`; the best test "
-        f"accuracy is {_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
+        f"{len(runs)} runs in {len(study.runs_by_study())} studies, profile {', '.join(f'`{p}`' for p in profiles)}; "
+        f"the best test accuracy is {_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
         + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
         f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        "from `metrics/` (scores) and `plots/live/` (curves, times) by the `report` stage; no number here is typed in.", ""]
-    if study.profile != "full":
-        sections += [f"**Profile `{study.profile}`: every run trained on a slice of the data for a few epochs. This "
-                     "report checks the pipeline; its numbers are not the studies' results.**", ""]
+        "from `metrics/` (scores), `plots/live/` (settings, curves, times) and `plots/confusion/` by the "
+        "`report` stage; no number here is typed in.", "",
+        *provenance_notes(study, configs, records)]
     for name, names in study.runs_by_study().items():
         title, section = SECTIONS.get(name, (f"Study {name}", generic_section))
-        view = StudyView(name, names, study.runs, metrics, histories, weights_dir, quantile_dir, out_dir)
-        sections += [f"## {title} (study `{name}`)", "", *section(view)]
-    sections.append(parameters_section(study))
+        view = StudyView(name, names, configs, metrics, histories, weights_dir, quantile_dir, out_dir)
+        sections += [f"## {title} (study `{name}`)", "", *section(view), *confusion_matrix_lines(view, confusion_dir)]
+    sections.append(parameters_section(configs, records, study))
     path = out_dir / "report.md"
     write_text(path, "\n".join(sections))
     return path

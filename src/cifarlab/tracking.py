@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from dvclive import Live
 
 from cifarlab.errors import CifarlabError
+from cifarlab.io import write_json
+
+RUN_RECORD = "run.json"  # the settings a run trained with, beside its curves
 
 # History column -> DVCLive metric name; the name's folders become the plot files' folders.
 LIVE_METRICS = {
@@ -46,10 +50,23 @@ class LiveHistory:
             self.live.next_step()
         self.logged = len(history)
 
+    def record_run(self, record: dict[str, Any]) -> None:
+        """What the run was trained with, as `run.json` in its directory (JSON, not DVCLive's YAML params,
+        whose 1e-05 a YAML 1.1 reader takes for a string)."""
+        write_json(Path(self.live.dir) / RUN_RECORD, record)
+
     def close(self, summary: dict[str, float | str]) -> None:
         """Finish the log, adding run-level facts that vary between identical runs (time, hardware)."""
         self.live.summary.update(summary)
         self.live.end()
+
+
+def read_run_record(live_dir: str | Path) -> dict[str, Any]:
+    """What `LiveHistory.record_run` recorded: the settings a run was trained with, not today's params."""
+    path = Path(live_dir) / RUN_RECORD
+    if not path.exists():
+        raise CifarlabError(f"{path}: missing; run the train stage for {Path(live_dir).name} again")
+    return json.loads(path.read_text())
 
 
 def read_live_summary(live_dir: str | Path) -> dict:

@@ -11,11 +11,12 @@ import contextlib
 import dataclasses
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 import torch
@@ -29,10 +30,13 @@ from cifarlab.errors import Interrupted
 from cifarlab.inference import eval_batch_size_for, predict
 from cifarlab.io import atomic_path
 from cifarlab.loader import Normalizer, ResidentDataset
-from cifarlab.models import build_model
+from cifarlab.models import MODELS, build_model
 from cifarlab.optim import after_step_hooks, build_optimizer, loss_penalty
-from cifarlab.schedules import last_decay_epoch, lr_factor
+from cifarlab.schedules import describe_schedule, last_decay_epoch, lr_factor
 from cifarlab.tracking import LiveHistory
+
+PROGRESS_EVERY_S = 2.0  # a terminal's progress line within an epoch is rewritten at most this often
+
 
 class EpochTotals(NamedTuple):
     """What `Stepper.run` measured over its batches."""
@@ -122,6 +126,8 @@ class TrainState:
 class TrainResult:
     state: TrainState
     model: nn.Module
+    train_images: int  # the images it trained on and validated with
+    val_images: int
 
 
 def _rng_states() -> dict[str, Any]:
@@ -191,17 +197,24 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
                       amp_dtype=amp_dtype_for(perf, device), compile_mode=perf.compile,
                       penalty=loss_penalty(model, cfg))
     fingerprint = f"{run.fingerprint()}-{data_hash}"
+    print(start_line(run, device, len(train_data), len(val_data), steps_per_epoch), flush=True)
 
     start = TrainState()
     saved = load_resume_state(resume_path, fingerprint)
+    if saved is not None and saved["state"]["status"] != "running":
+        # DVC reruns a stage only when asked to (`-f`) or when its inputs changed, code included: either
+        # way the finished state on disk is not the answer.
+        print(f"{run.name}: {resume_path} holds this run finished ({saved['state']['status'].replace('_', ' ')} "
+              f"after epoch {saved['state']['epoch']}); training it again from the start")
+        saved = None
     if saved is not None:
         start = TrainState(**saved["state"])
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_states(saved["rng"])
-        if start.status == "running":
-            print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs}")
+        print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs} from {resume_path} "
+              "(delete it to start over)")
 
     if start.epoch == 0:  # the model as initialised; a resumed run keeps the value it saved
         with stepper.autocast():  # eval mode, no randomness: training goes on exactly as without it
@@ -216,7 +229,7 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
                           f"{state.epoch} is in {resume_path}, and the next run continues from there") from None
     if state.best_model:
         model.load_state_dict(state.best_model)
-    return TrainResult(state=state, model=model)
+    return TrainResult(state=state, model=model, train_images=len(train_data), val_images=len(val_data))
 
 
 def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_data: ResidentDataset,
@@ -231,8 +244,10 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
     while state.status == "running":
         epoch = state.epoch + 1
         started = time.perf_counter()
+        batches = train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize, augment=cfg.augment)
         train_loss, train_correct, seen, mean_lr = stepper.run(
-            train_data.train_batches(cfg.batch_size, run.seed, epoch, normalize, augment=cfg.augment))
+            show_progress(batches, total=math.ceil(len(train_data) / cfg.batch_size),
+                          label=f"{run.name} epoch {epoch}/{cfg.epochs}", stream=sys.stdout))
         train_seconds = time.perf_counter() - started
         with stepper.autocast():
             val = predict(model, val_data, normalize, eval_batch_size)
@@ -282,6 +297,43 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def start_line(run: RunConfig, device: torch.device, train_images: int, val_images: int,
+               steps_per_epoch: int) -> str:
+    """What a run is about to do, before its first (possibly long) epoch."""
+    m, t = run.model, run.train
+    lr_rule = (f"{t.lr:g} x {t.batch_size}/{t.lr_reference_batch}, linear scaling" if t.lr_scaling == "linear"
+               else "as given")
+    line = (f"{run.name}: {MODELS[m.arch].label(m.options)}, norm {m.norm}, {m.activation}, on "
+            f"{describe_device(device)} | {train_images:,} train and {val_images:,} val images, "
+            f"{steps_per_epoch} steps of {t.batch_size} per epoch, {t.epochs} epochs | {t.optimizer} lr "
+            f"{t.effective_lr:g} ({lr_rule}), {describe_schedule(t)}")
+    if run.profile_overrides:
+        line += f" | profile {run.profile} overrides {run.describe_overrides()}"
+    return line
+
+
+def show_progress(batches: Iterable[Any], *, total: int, label: str, stream: TextIO,
+                  every_s: float = PROGRESS_EVERY_S) -> Iterator[Any]:
+    """Yield `batches`, showing the steps done on one line of `stream` rewritten at most every `every_s`
+    seconds, when `stream` is a terminal; a log (not a terminal) gets nothing, so it holds whole lines only."""
+    if not stream.isatty():
+        yield from batches
+        return
+    started = last = time.monotonic()
+    shown = False
+    for step, batch in enumerate(batches, 1):
+        yield batch
+        now = time.monotonic()
+        if now - last >= every_s:
+            left = (now - started) / step * (total - step)
+            stream.write(f"\r{label}: step {step}/{total}, about {left:.0f} s left\033[K")
+            stream.flush()
+            last, shown = now, True
+    if shown:
+        stream.write("\r\033[K")  # cleared, so the epoch's own line takes its place
+        stream.flush()
+
+
 def progress_line(run: str, state: TrainState, epochs: int) -> str:
     row = state.history[-1]
     return (f"{run} epoch {state.epoch}/{epochs}: train loss {row['train_loss']:.3f} "
@@ -309,6 +361,9 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
     state = result.state
     live = live or LiveHistory(live_dir, [])
     live.extend(state.history)  # a run finished before this process started still gets its logs
+    live.record_run({"run": run.to_record(),
+                     "data": {"train_images": result.train_images, "val_images": result.val_images,
+                              "test_images": len(split.y_test), "content_sha256": content_sha256}})
     live.close({"train_time_s": state.train_time_s, "device": describe_device(device)})
     # Only what identical runs share goes with the model, so equal runs give equal metrics files.
     summary = {"status": state.status, "stopped_reason": state.stopped_reason, "best_epoch": state.best_epoch,
