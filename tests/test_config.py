@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cifarlab.activations import ACTIVATIONS
-from cifarlab.config import load_study
+from cifarlab.config import RunConfig, load_study
 from cifarlab.errors import CifarlabError
 from cifarlab.models import MODELS
 from cifarlab.norms import NORM_LAYERS
@@ -189,3 +190,16 @@ def test_groupnorm_groups_are_checked_against_the_widths_of_the_model_built(para
     assert ("runs.resnet-gn.groups: GroupNorm groups=32 must divide the resnet widths 16, 32, 64"
             in error_of(params))
 
+
+
+@pytest.mark.parametrize("profile", ["full", "quick"])
+def test_every_run_survives_its_record_with_the_profile_overrides_it_records(profile):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = profile
+    params["runs"]["lab-decay"]["milestones"] = [10, 20]  # a tuple-valued key of the run's own...
+    params["profiles"]["quick"]["studies"]["lab"]["train"]["milestones"] = [2, 4]  # ...that the profile overrides
+    study = load_study(params)
+    for run in study.runs.values():
+        assert RunConfig.from_record(json.loads(json.dumps(run.to_record()))) == run
+    if profile == "quick":
+        assert "milestones (10, 20) (runs.lab-decay) -> (2, 4)" in study.runs["lab-decay"].describe_overrides()

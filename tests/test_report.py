@@ -85,7 +85,7 @@ def test_the_report_says_when_it_mixes_profiles_and_data_splits():
     full, quick = _study(), _study("quick")
     records = {**_records(full), "bn-8": _records(quick, sha="b" * 64)["bn-8"]}
     notes = " ".join(provenance_notes(full, _configs(records), records))
-    assert "**Profile `quick`: runs trained on a slice of the data" in notes
+    assert "**Profile `quick`: runs trained under that profile's overrides" in notes
     assert "**This report mixes runs of the profiles `full`, `quick`**" in notes
     assert "`bn-8`" in notes and "**The runs trained on 2 different data splits**" in notes
 

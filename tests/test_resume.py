@@ -254,11 +254,26 @@ def test_a_rerun_of_a_finished_run_trains_it_again_and_says_so(project, straight
     cwd = project.workdir("forced")
     shutil.copy(straight[0] / "resume.pt", cwd / "resume.pt")
     result = project.run(project.train_cmd(cwd), cwd)
-    assert f"{RUN}: {cwd / 'resume.pt'} holds this run finished (completed after epoch {EPOCHS}); " \
+    assert f"{RUN}: {cwd / 'resume.pt'} holds this run finished and delivered (completed after epoch {EPOCHS}); " \
            "training it again from the start" in result.stdout
     for epoch in range(1, EPOCHS + 1):
         assert f"epoch {epoch}/{EPOCHS}" in result.stdout
     assert_same_weights(cwd / "model.pt", straight[0] / "model.pt")
+
+
+@pytest.mark.slow
+def test_a_run_finished_but_stopped_before_its_outputs_were_saved_saves_them_without_training(project, straight):
+    # What an interrupt between the last epoch's state and the model file leaves behind.
+    cwd = project.workdir("undelivered")
+    saved = torch.load(straight[0] / "resume.pt", map_location="cpu", weights_only=False)
+    assert saved["state"]["delivered"] is True  # the uninterrupted run marked its state after saving
+    saved["state"]["delivered"] = False
+    torch.save(saved, cwd / "resume.pt")
+    result = project.run(project.train_cmd(cwd), cwd)
+    assert "holds this run finished; saving its outputs without training" in result.stdout
+    assert "epoch 1/" not in result.stdout
+    assert_same_weights(cwd / "model.pt", straight[0] / "model.pt")
+    assert curve(cwd / "live", "val/error") == curve(straight[0] / "live", "val/error")
 
 
 def test_the_start_line_says_what_the_run_does_and_what_the_profile_overrode(project):

@@ -130,10 +130,13 @@ class RunConfig:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> RunConfig:
-        train = {k: tuple(v) if isinstance(v, list) else v for k, v in record["train"].items()}
-        return cls(**{**record, "model": ModelConfig.from_dict(record["model"]), "train": TrainConfig(**train),
+        def values(mapping: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}  # JSON lists were tuples
+
+        return cls(**{**record, "model": ModelConfig.from_dict(record["model"]),
+                      "train": TrainConfig(**values(record["train"])),
                       "performance": PerformanceConfig(**record["performance"]),
-                      "profile_overrides": tuple(ProfileOverride(**o) for o in record["profile_overrides"])})
+                      "profile_overrides": tuple(ProfileOverride(**values(o)) for o in record["profile_overrides"])})
 
     def describe_overrides(self) -> str:
         """The profile's overrides of this run's own keys, e.g. "epochs 200 (studies.resnet20) -> 5"."""

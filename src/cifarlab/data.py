@@ -143,9 +143,10 @@ def _copy_local(path: Path, dest: Path) -> dict:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise CifarlabError(f"data.source: {path} {what}; expected a .tar.gz archive or a URL")
-    check_archive_layout(path, shown_as=f"data.source: {path}")
     with open(path, "rb") as src, atomic_path(dest) as tmp:
-        return _copy_hashing(src, tmp, total=None, label=None)
+        sums = _copy_hashing(src, tmp, total=None, label=None)
+        check_archive_layout(tmp, shown_as=f"data.source: {path}")
+    return sums
 
 
 def _copy_hashing(src: IO[bytes], tmp: Path, *, total: int | None, label: str | None) -> dict:

@@ -60,7 +60,8 @@ def install(repo: Path) -> Path:
         raise CifarlabError(f"{repo}: not a DVC repository (no .dvc folder); run this from the project root")
     path = dvc_dir / TEMPLATE
     write_text(path, offline_page())
-    subprocess.run(["dvc", "config", "--local", "plots.html_template", TEMPLATE.as_posix()], cwd=repo, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "plots.html_template", TEMPLATE.as_posix()],
+                   cwd=repo, check=True)
     return path
 
 

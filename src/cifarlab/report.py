@@ -164,7 +164,7 @@ def parameters_section(configs: Mapping[str, RunConfig], records: Mapping[str, M
     rows = []
     for name, cfg in configs.items():
         m, t, data = cfg.model, cfg.train, records[name]["data"]
-        rows.append({"run": name, "profile": cfg.profile, "model": MODELS[m.arch].label(m.options),
+        rows.append({"run": name, "profile": cfg.profile, "seed": cfg.seed, "model": MODELS[m.arch].label(m.options),
                      "activation": m.activation,
                      "norm": m.norm + (f" ({m.groups} groups)" if m.norm == "gn" else ""), "batch": t.batch_size,
                      "optimizer": t.optimizer, "lr": f"{t.effective_lr:g}", "lr rule": t.lr_scaling,
@@ -180,8 +180,8 @@ def parameters_section(configs: Mapping[str, RunConfig], records: Mapping[str, M
         "## Parameters of the study", "",
         "Each run as it recorded itself when it trained (`plots/live/<run>/run.json`), after the defaults, its "
         "study's keys, its own entry and the profile; images are those it trained and validated on. "
-        f"Seed {study.seed}; data `{study.data.source}`, validation fraction {study.data.val_fraction} of the "
-        "official training images.", "",
+        f"`params.yaml` names the data `{study.data.source}`, with a validation fraction of "
+        f"{study.data.val_fraction} of the official training images.", "",
         _markdown(rows), ""])
 
 
@@ -190,10 +190,12 @@ def provenance_notes(study: Study, configs: Mapping[str, RunConfig],
     """What a reader must know before trusting the comparisons: runs of a small profile, runs made under
     other settings than today's params.yaml, runs trained on different splits."""
     notes = []
-    small = sorted({cfg.profile for cfg in configs.values()} - {"full"})
-    if small:
-        notes.append(f"**Profile {', '.join(f'`{p}`' for p in small)}: runs trained on a slice of the data for a few "
-                     "epochs. This report checks the pipeline; its numbers are not the studies' results.**")
+    other = sorted({cfg.profile for cfg in configs.values()} - {"full"})
+    if other:
+        notes.append(f"**Profile {', '.join(f'`{p}`' for p in other)}: runs trained under that profile's overrides "
+                     "(the parameters table lists them; `quick` trains on a slice of the data for a few epochs), not "
+                     "the studies as specified. This report checks the pipeline; its numbers are not the studies' "
+                     "results.**")
     profiles = sorted({cfg.profile for cfg in configs.values()})
     if len(profiles) > 1:
         notes.append(f"**This report mixes runs of the profiles {', '.join(f'`{p}`' for p in profiles)}**; the "

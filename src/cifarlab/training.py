@@ -120,6 +120,7 @@ class TrainState:
     status: str = "running"  # running | completed | early_stopped | diverged
     stopped_reason: str = ""
     initial_val_loss: float | None = None  # before any step: near ln(num_classes) for a sane initialisation
+    delivered: bool = False  # the stage saved this finished run's model and logs
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,15 @@ def save_resume_state(path: Path, fingerprint: str, state: TrainState, model: nn
         torch.save({"fingerprint": fingerprint, "state": state.__dict__, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _rng_states()}, tmp)
+
+
+def mark_delivered(path: Path) -> None:
+    """Record in the resume state that the stage saved the finished run's outputs, so that the next time DVC
+    runs the stage (forced, or because its inputs changed) the run trains again rather than being reused."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved["state"]["delivered"] = True
+    with atomic_path(path) as tmp:
+        torch.save(saved, tmp)
 
 
 def load_resume_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
@@ -201,11 +211,12 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
 
     start = TrainState()
     saved = load_resume_state(resume_path, fingerprint)
-    if saved is not None and saved["state"]["status"] != "running":
-        # DVC reruns a stage only when asked to (`-f`) or when its inputs changed, code included: either
-        # way the finished state on disk is not the answer.
-        print(f"{run.name}: {resume_path} holds this run finished ({saved['state']['status'].replace('_', ' ')} "
-              f"after epoch {saved['state']['epoch']}); training it again from the start")
+    if saved is not None and saved["state"].get("delivered"):
+        # The stage already delivered this run; DVC runs it again only when forced (`-f`) or when its
+        # inputs changed, code included, and either way the old result is not the answer.
+        print(f"{run.name}: {resume_path} holds this run finished and delivered "
+              f"({saved['state']['status'].replace('_', ' ')} after epoch {saved['state']['epoch']}); "
+              "training it again from the start")
         saved = None
     if saved is not None:
         start = TrainState(**saved["state"])
@@ -213,8 +224,11 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_states(saved["rng"])
-        print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs} from {resume_path} "
-              "(delete it to start over)")
+        if start.status == "running":
+            print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs} from {resume_path} "
+                  "(delete it to start over)")
+        else:  # finished, but stopped before its outputs were saved: they are made from the state on disk
+            print(f"{run.name}: {resume_path} holds this run finished; saving its outputs without training")
 
     if start.epoch == 0:  # the model as initialised; a resumed run keeps the value it saved
         with stepper.autocast():  # eval mode, no randomness: training goes on exactly as without it
@@ -225,6 +239,7 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         for state in _saved_epochs(run, start, stepper, train_data, val_data, normalize, resume_path, fingerprint):
             on_epoch(state)
     except KeyboardInterrupt:
+        clear_progress(sys.stdout)
         raise Interrupted(f"{run.name} stopped during epoch {state.epoch + 1}; its state after epoch "
                           f"{state.epoch} is in {resume_path}, and the next run continues from there") from None
     if state.best_model:
@@ -330,7 +345,13 @@ def show_progress(batches: Iterable[Any], *, total: int, label: str, stream: Tex
             stream.flush()
             last, shown = now, True
     if shown:
-        stream.write("\r\033[K")  # cleared, so the epoch's own line takes its place
+        clear_progress(stream)  # so the epoch's own line takes its place
+
+
+def clear_progress(stream: TextIO) -> None:
+    """Blank a terminal's progress line, so the next line starts at the left on a clean line."""
+    if stream.isatty():
+        stream.write("\r\033[K")
         stream.flush()
 
 
@@ -373,4 +394,5 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
                "initial_val_loss": state.initial_val_loss}
     save_model(model_path, result.model, run, summary,
                {"mean": list(split.mean), "std": list(split.std), "content_sha256": content_sha256})
+    mark_delivered(resume_path)
     return state
