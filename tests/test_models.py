@@ -19,9 +19,7 @@ from cifarlab.activations import ACTIVATIONS, Swish, get_act_layer
 from cifarlab.config import ModelConfig
 from cifarlab.errors import CifarlabError
 from cifarlab.models import MODELS, Classifier, build_model
-from cifarlab.models.resnet import BasicBlock, CifarResNet, PadShortcut, PlainOptions, ResNetOptions
-from cifarlab.models.simplenn import SimpleNNOptions
-from cifarlab.models.vgg import VGGOptions
+from cifarlab.models.resnet import BasicBlock, CifarResNet, PadShortcut
 from cifarlab.norms import NORM_LAYERS, get_norm_layer
 
 GROUPS = 4  # divides 16, 32 and 64, and every other model's widths

@@ -48,11 +48,9 @@ def weight_statistics(model: torch.nn.Module) -> tuple[dict[str, float], pd.Data
 def confusion_table(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """The confusion matrix in long form (actual, predicted, count), every pair of classes present, zeros
     included, so that plots of two revisions draw the same square grid."""
-    counts = confusion_matrix(labels, predicted, labels=np.arange(len(class_names)))
-    actual, predicted_index = np.meshgrid(np.arange(len(class_names)), np.arange(len(class_names)), indexing="ij")
-    names = np.asarray(class_names)
-    return pd.DataFrame({"actual": names[actual.ravel()], "predicted": names[predicted_index.ravel()],
-                         "count": counts.ravel()})
+    counts = pd.DataFrame(confusion_matrix(labels, predicted, labels=np.arange(len(class_names))),
+                          index=pd.Index(class_names, name="actual"), columns=pd.Index(class_names, name="predicted"))
+    return counts.stack().rename("count").reset_index()
 
 
 def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, metrics_path: Path,

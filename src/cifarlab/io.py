@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cifarlab.errors import CifarlabError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -24,6 +26,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def require_input(path: str | os.PathLike, producer: str) -> Path:
+    """`path`, which an earlier stage writes; if it is not there, one line naming it and that stage."""
+    path = Path(path)
+    if not path.exists():
+        raise CifarlabError(f"{path}: missing; run {producer} first")
+    return path
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

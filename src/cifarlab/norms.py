@@ -355,6 +355,11 @@ def get_norm_layer(name: str, *, groups: int | None = None) -> Callable[[int], n
     return cls
 
 
+def norm_has_gates(name: str) -> bool:
+    """Whether the norm of registry name `name` has gates, which `gate_parameters` finds in a model."""
+    return issubclass(NORM_LAYERS[name], BatchInstanceNorm2d)
+
+
 def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Every BatchInstanceNorm2d gate rho in `model`, for `clip_gates_` after each step."""
     return [m.rho for m in model.modules() if isinstance(m, BatchInstanceNorm2d)]

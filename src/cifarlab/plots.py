@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cifarlab.errors import CifarlabError
-from cifarlab.io import atomic_path
+from cifarlab.io import atomic_path, require_input
 from cifarlab.tracking import LIVE_METRICS, live_plot_file
 
 QUANTILE_COLUMNS = ("feature_q01", "feature_q20", "feature_q80", "feature_q99")
@@ -22,9 +21,7 @@ def read_history(live_dir: Path) -> pd.DataFrame:
     """A run's per-epoch history (index: epoch; columns: the training loop's names) from its DVCLive TSVs."""
     columns = {}
     for column in LIVE_METRICS:
-        path = live_plot_file(live_dir, column)
-        if not path.exists():
-            raise CifarlabError(f"{path}: missing; run the train stage for {Path(live_dir).name} first")
+        path = require_input(live_plot_file(live_dir, column), f"the train stage for {Path(live_dir).name}")
         table = pd.read_csv(path, sep="\t")
         columns[column] = table.set_index("step")[LIVE_METRICS[column].split("/")[-1]]
     history = pd.DataFrame(columns)
@@ -183,10 +180,7 @@ def plot_loss_by_epoch_and_time(histories: Mapping[str, pd.DataFrame], path: Pat
 def confusion_counts(confusion_dir: Path, run: str) -> pd.DataFrame:
     """A run's test confusion matrix (rows: actual class, columns: predicted) from the evaluate stage's
     long table, in the table's class order."""
-    path = confusion_dir / f"{run}.csv"
-    if not path.exists():
-        raise CifarlabError(f"{path}: missing; run the evaluate stage for {run} first")
-    table = pd.read_csv(path)
+    table = pd.read_csv(require_input(confusion_dir / f"{run}.csv", f"the evaluate stage for {run}"))
     classes = list(dict.fromkeys(table["actual"]))
     return table.pivot(index="actual", columns="predicted", values="count").reindex(index=classes, columns=classes)
 
@@ -214,7 +208,4 @@ def plot_confusion_matrices(matrices: Mapping[str, pd.DataFrame], path: Path, ti
 
 def read_weight_histogram(weights_dir: Path, run: str) -> pd.DataFrame:
     """The evaluate stage's histogram of a run's conv and linear weights (columns weight, count)."""
-    path = weights_dir / f"{run}.csv"
-    if not path.exists():
-        raise CifarlabError(f"{path}: missing; run the evaluate stage for {run} first")
-    return pd.read_csv(path)
+    return pd.read_csv(require_input(weights_dir / f"{run}.csv", f"the evaluate stage for {run}"))

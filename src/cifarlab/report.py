@@ -17,10 +17,9 @@ import pandas as pd
 import torch
 
 from cifarlab.config import RunConfig, Study
-from cifarlab.errors import CifarlabError
-from cifarlab.io import write_text
+from cifarlab.io import require_input, write_text
 from cifarlab.models import MODELS, build_model
-from cifarlab.norms import gate_parameters
+from cifarlab.norms import norm_has_gates
 from cifarlab.plots import (
     confusion_counts,
     plot_confusion_matrices,
@@ -44,9 +43,7 @@ def load_metrics(metrics_dir: Path, live_root: Path, runs: list[str]) -> dict[st
     """Every run's metrics file, with its training time and device from its DVCLive summary."""
     metrics = {}
     for run in runs:
-        path = metrics_dir / f"{run}.json"
-        if not path.exists():
-            raise CifarlabError(f"{path}: missing; run the evaluate stage for {run} first")
+        path = require_input(metrics_dir / f"{run}.json", f"the evaluate stage for {run}")
         live = read_live_summary(live_root / run)
         metrics[run] = {**json.loads(path.read_text()), "train_time_s": live["train_time_s"],
                         "device": live["device"]}
@@ -173,7 +170,7 @@ def parameters_section(configs: Mapping[str, RunConfig], records: Mapping[str, M
                      "weight decay": t.weight_decay, "l1": t.l1, "augment": "yes" if t.augment else "no",
                      "momentum": t.momentum,
                      "gate lr": (f"{t.effective_lr * t.gate_lr_multiplier:g} ({t.gate_lr_multiplier:g}x, no decay)"
-                                 if gate_parameters(build_model(m)) else "-"),
+                                 if norm_has_gates(m.norm) else "-"),
                      "train images": f"{data['train_images']:,}", "val images": f"{data['val_images']:,}",
                      "overridden by the profile": cfg.describe_overrides() or "-"})
     return "\n".join([
@@ -298,9 +295,7 @@ def _copy_quantiles(view: StudyView, extra: list[str]) -> None:
     """The quantile-plots stage's figures of this study into the report folder."""
     for name in [*view.runs, *extra]:
         source = view.quantile_dir / (f"study_{view.name}.png" if name == "all_runs" else f"{name}.png")
-        if not source.exists():
-            raise CifarlabError(f"{source}: missing; run the quantile-plots stage first")
-        shutil.copyfile(source, view.out_dir / f"quantiles_{name}.png")
+        shutil.copyfile(require_input(source, "the quantile-plots stage"), view.out_dir / f"quantiles_{name}.png")
 
 
 def lab_section(view: StudyView) -> list[str]:

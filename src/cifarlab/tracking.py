@@ -8,8 +8,7 @@ from typing import Any
 
 from dvclive import Live
 
-from cifarlab.errors import CifarlabError
-from cifarlab.io import write_json
+from cifarlab.io import require_input, write_json
 
 RUN_RECORD = "run.json"  # the settings a run trained with, beside its curves
 
@@ -63,15 +62,11 @@ class LiveHistory:
 
 def read_run_record(live_dir: str | Path) -> dict[str, Any]:
     """What `LiveHistory.record_run` recorded: the settings a run was trained with, not today's params."""
-    path = Path(live_dir) / RUN_RECORD
-    if not path.exists():
-        raise CifarlabError(f"{path}: missing; run the train stage for {Path(live_dir).name} again")
+    path = require_input(Path(live_dir) / RUN_RECORD, f"the train stage for {Path(live_dir).name}")
     return json.loads(path.read_text())
 
 
 def read_live_summary(live_dir: str | Path) -> dict:
     """The run-level facts `LiveHistory.close` recorded."""
-    path = Path(live_dir) / "metrics.json"
-    if not path.exists():
-        raise CifarlabError(f"{path}: missing; run the train stage for {Path(live_dir).name} first")
+    path = require_input(Path(live_dir) / "metrics.json", f"the train stage for {Path(live_dir).name}")
     return json.loads(path.read_text())
