@@ -7,6 +7,7 @@ checked, and its pickles go through an unpickler that only knows how to rebuild 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -78,6 +79,17 @@ class Split:
     class_names: tuple[str, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+
+    @functools.cached_property
+    def content_sha256(self) -> str:
+        """SHA-256 over each array's name, dtype, shape and raw bytes, in SPLIT_ARRAY_NAMES order; computed
+        once (hashing the full split takes a few tenths of a second)."""
+        digest = hashlib.sha256()
+        for name in SPLIT_ARRAY_NAMES:
+            array = np.ascontiguousarray(getattr(self, name))
+            digest.update(f"{name} {array.dtype.str} {array.shape}\n".encode())
+            digest.update(memoryview(array).cast("B"))
+        return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,16 +400,6 @@ def make_split(arrays: CifarArrays, val_fraction: float, seed: int) -> Split:
     )
 
 
-def split_sha256(split: Split) -> str:
-    """SHA-256 over each array's name, dtype, shape and raw bytes, in SPLIT_ARRAY_NAMES order."""
-    digest = hashlib.sha256()
-    for name in SPLIT_ARRAY_NAMES:
-        array = np.ascontiguousarray(getattr(split, name))
-        digest.update(f"{name} {array.dtype.str} {array.shape}\n".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
-
-
 def save_split(split: Split, directory: Path, *, seed: int, val_fraction: float) -> dict:
     """Write `arrays.npz` (uncompressed: loads fast) and `meta.json` atomically; return the meta."""
     directory = Path(directory)
@@ -411,7 +413,7 @@ def save_split(split: Split, directory: Path, *, seed: int, val_fraction: float)
         "sizes": {"train": len(split.y_train), "val": len(split.y_val), "test": len(split.y_test)},
         "seed": seed,
         "val_fraction": val_fraction,
-        "content_sha256": split_sha256(split),
+        "content_sha256": split.content_sha256,
     }
     write_json(directory / SPLIT_META, meta)
     return meta
@@ -445,7 +447,7 @@ def load_split(directory: Path) -> Split:
             f"{arrays_path}: not a readable split ({_one_line(err)}); {rerun}"
         ) from None
     split = Split(**arrays, class_names=class_names, mean=mean, std=std)
-    if split_sha256(split) != recorded:
+    if split.content_sha256 != recorded:
         raise CifarlabError(
             f"{arrays_path}: contents do not match content_sha256 in {meta_path}; {rerun}"
         )

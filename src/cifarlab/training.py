@@ -25,7 +25,7 @@ from torch import nn
 
 from cifarlab.checkpoints import save_model
 from cifarlab.config import PerformanceConfig, RunConfig, TrainConfig
-from cifarlab.data import Split, load_split, split_sha256
+from cifarlab.data import Split, load_split
 from cifarlab.errors import Interrupted
 from cifarlab.inference import eval_batch_size_for, predict
 from cifarlab.io import atomic_path
@@ -368,7 +368,7 @@ def train_and_save(run: RunConfig, split_dir: Path, device: torch.device, *, mod
                    live_dir: Path, resume_path: Path) -> TrainState:
     """The train stage: train (or resume) a run, log its curves, save its best model."""
     split = load_split(split_dir)
-    content_sha256 = split_sha256(split)
+    content_sha256 = split.content_sha256  # load_split verified it, so it is not hashed again
     live: LiveHistory | None = None
 
     def on_epoch(state: TrainState) -> None:
