@@ -241,3 +241,11 @@ def test_plots_diff_of_two_commits_renders_with_no_network_and_a_square_confusio
     for rev in ("HEAD", "workspace"):
         cells = {(v["actual"], v["predicted"]) for v in grid["data"]["values"] if v["rev"] == rev}
         assert len(cells) == 100
+
+
+def test_offline_plots_outside_a_dvc_repository_says_so_in_one_line(tmp_path):
+    result = run([sys.executable, "-m", "cifarlab.offline_plots"], tmp_path, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path}: not a DVC repository (no .dvc folder); "
+                                                  "run this from the project root"]
+    assert not (tmp_path / ".dvc").exists()

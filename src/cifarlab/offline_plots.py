@@ -60,8 +60,11 @@ def install(repo: Path) -> Path:
         raise CifarlabError(f"{repo}: not a DVC repository (no .dvc folder); run this from the project root")
     path = dvc_dir / TEMPLATE
     write_text(path, offline_page())
-    subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "plots.html_template", TEMPLATE.as_posix()],
-                   cwd=repo, check=True)
+    configured = subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "plots.html_template",
+                                 TEMPLATE.as_posix()], cwd=repo, capture_output=True, text=True)
+    if configured.returncode != 0:
+        reason = (configured.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CifarlabError(f"{repo / '.dvc' / 'config.local'}: could not set plots.html_template ({reason})")
     return path
 
 
