@@ -1,0 +1,90 @@
+"""Replicate statistics against hand-computed values (t quantiles from tables) and SciPy's formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats
+
+from cifarlab.stats import (
+    Difference,
+    binomial_se,
+    paired_difference,
+    single_run_difference,
+    summarize,
+    welch_difference,
+)
+
+T_975_2 = 4.302653  # Student t, 97.5% quantile, 2 degrees of freedom (table value)
+
+
+def test_summary_of_three_replicates_is_mean_sample_std_and_the_t_interval():
+    s = summarize([0.5, 0.6, 0.7])
+    assert (s.mean, s.count) == (pytest.approx(0.6), 3)
+    assert s.std == pytest.approx(0.1)  # ddof=1: sqrt((0.01 + 0 + 0.01) / 2)
+    half = T_975_2 * 0.1 / math.sqrt(3)
+    assert (s.low, s.high) == (pytest.approx(0.6 - half, abs=1e-6), pytest.approx(0.6 + half, abs=1e-6))
+
+
+def test_one_replicate_has_a_mean_and_no_spread():
+    s = summarize([0.42])
+    assert s.mean == 0.42 and s.count == 1
+    assert math.isnan(s.std) and math.isnan(s.low) and math.isnan(s.high)
+
+
+def test_identical_replicates_have_zero_spread_and_a_point_interval():
+    s = summarize([0.3, 0.3, 0.3])
+    assert (s.mean, s.std, s.low, s.high) == (pytest.approx(0.3), 0.0, pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_paired_difference_uses_the_per_seed_differences():
+    d = paired_difference([0.6, 0.7, 0.8], [0.5, 0.65, 0.7])  # differences 0.1, 0.05, 0.1
+    half = T_975_2 * (0.05 / math.sqrt(3)) / math.sqrt(3)  # their std is 0.05/sqrt(3)
+    assert d.mean == pytest.approx(0.25 / 3)
+    assert (d.low, d.high) == (pytest.approx(0.25 / 3 - half, abs=1e-6), pytest.approx(0.25 / 3 + half, abs=1e-6))
+    assert d.test == "paired t" and d.verdict("A", "B") == "A better"
+
+
+def test_pairing_finds_a_consistent_gap_that_seed_to_seed_spread_would_hide():
+    a, b = [0.50, 0.60, 0.70], [0.49, 0.59, 0.69]  # B always 1 point lower, seeds vary by 10 points
+    assert paired_difference(a, b).verdict("A", "B") == "A better"
+    assert welch_difference(a, b).verdict("A", "B") == "within noise"
+
+
+def test_welch_difference_matches_its_formula():
+    x, y = [0.5, 0.6, 0.7], [0.4, 0.45, 0.5]
+    vx, vy = 0.01 / 3, 0.0025 / 3  # variance of each mean
+    df = (vx + vy) ** 2 / (vx ** 2 / 2 + vy ** 2 / 2)  # Welch-Satterthwaite
+    half = stats.t.ppf(0.975, df) * math.sqrt(vx + vy)
+    d = welch_difference(x, y)
+    assert d.mean == pytest.approx(0.15)
+    assert (d.low, d.high) == (pytest.approx(0.15 - half), pytest.approx(0.15 + half))
+    assert d.test == "Welch t"
+
+
+def test_identical_replicates_give_a_point_difference():
+    assert paired_difference([0.3, 0.3], [0.3, 0.3]).verdict("A", "B") == "within noise"
+    d = welch_difference([0.4, 0.4], [0.3, 0.3])
+    assert (d.low, d.high) == (pytest.approx(0.1), pytest.approx(0.1)) and d.verdict("A", "B") == "A better"
+
+
+def test_one_replicate_each_falls_back_to_twice_the_binomial_standard_error():
+    assert binomial_se(0.5, 1000) == pytest.approx(math.sqrt(0.25 / 1000))
+    d = single_run_difference(0.52, 0.50, 1000)
+    se = math.sqrt(0.52 * 0.48 / 1000 + 0.25 / 1000)  # 0.0223
+    assert (d.low, d.high) == (pytest.approx(0.02 - 2 * se), pytest.approx(0.02 + 2 * se))
+    assert d.test == "binomial SE" and d.verdict("A", "B") == "within noise"  # 2 points on 1,000 images
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [(-0.01, 0.02, "within noise"), (0.01, 0.02, "A better"),
+                                                        (-0.02, -0.01, "B better"), (math.nan, math.nan, "within noise")])
+def test_the_verdict_reads_the_interval(low, high, expected):
+    assert Difference(0.0, low, high, "paired t").verdict("A", "B") == expected
+
+
+def test_too_few_replicates_for_an_interval_are_refused():
+    with pytest.raises(ValueError):
+        paired_difference([0.5], [0.4])
+    with pytest.raises(ValueError):
+        welch_difference([0.5], [0.4, 0.3])
