@@ -1,4 +1,5 @@
-"""curves: per study, one long table per curve of every run (run, epoch, value), for `dvc plots`."""
+"""curves: per study, one long table per curve of every run (run, epoch, value: the mean over its
+replicates; low, high: one standard deviation either side), for `dvc plots`."""
 
 import argparse
 from pathlib import Path
@@ -15,9 +16,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--by-time", type=Path, required=True, help="where the loss-by-seconds tables go")
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
-    runs_by_study = read_study().runs_by_study()
-    written = write_curve_tables(runs_by_study, args.live_root, args.out_dir, args.by_time)
-    print(f"curves: {len(written)} tables for {len(runs_by_study)} studies -> {args.out_dir}, {args.by_time}")
+    by_study = read_study().replicates_by_study()
+    written = write_curve_tables(by_study, args.live_root, args.out_dir, args.by_time)
+    print(f"curves: {len(written)} tables for {len(by_study)} studies -> {args.out_dir}, {args.by_time}")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ from cifarlab.report import write_report
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--aggregates", type=Path, required=True, help="the aggregate stage's output")
     parser.add_argument("--live-root", type=Path, required=True)
     parser.add_argument("--quantiles", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True, help="the evaluate stage's weight histograms")
     parser.add_argument("--confusion", type=Path, required=True, help="the evaluate stage's confusion matrices")
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
-    path = write_report(read_study(), metrics_dir=args.metrics, live_root=args.live_root,
-                        quantile_dir=args.quantiles, weights_dir=args.weights, confusion_dir=args.confusion,
-                        out_dir=args.out_dir)
+    path = write_report(read_study(), metrics_dir=args.metrics, aggregates_dir=args.aggregates,
+                        live_root=args.live_root, quantile_dir=args.quantiles, weights_dir=args.weights,
+                        confusion_dir=args.confusion, out_dir=args.out_dir)
     print(f"report: {path}")
 
 

@@ -23,6 +23,13 @@ def params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def edit_run(params: dict, run: str, **edits) -> None:
+    """Edit a run's entry and its replicates' alike, as a user must (each replicate is an entry of its own)."""
+    for name, entry in params["runs"].items():
+        if name == run or entry.get("replicate_of") == run:
+            entry.update(edits)
+
+
 def error_of(params: dict) -> str:
     with pytest.raises(CifarlabError) as caught:
         load_study(params)
@@ -34,10 +41,14 @@ def error_of(params: dict) -> str:
 def test_default_params_are_the_full_studies_with_the_nine_normalization_runs(params):
     study = load_study(params)
     assert study.profile == "full"
-    by_study = study.runs_by_study()
+    by_study = study.replicates_by_study()
     assert list(by_study) == ["norm", "lab", "resnet20", "arch", "vggnorm"]
-    assert by_study["norm"] == ["torch_bn-128", "bn-128", "in-128", "bin-128", "ln-128", "gn-128", "nn-128",
-                                "bn-8", "gn-8"]
+    assert list(by_study["norm"]) == ["bn-128", "torch_bn-128", "in-128", "bin-128", "ln-128", "gn-128", "nn-128",
+                                      "bn-8", "gn-8"]
+    # a second seed of the sanity pair and of both batch-size pairs
+    replicated = {run: names for run, names in by_study["norm"].items() if len(names) > 1}
+    assert replicated == {run: [run, f"{run}-r1"] for run in ("bn-128", "torch_bn-128", "gn-128", "bn-8", "gn-8")}
+    assert {study.runs[name].seed for names in replicated.values() for name in names} == {0, 1}
     assert {study.runs[r].model.norm for r in by_study["norm"]} == {"torch_bn", "bn", "in", "bin", "ln", "gn", "nn"}
     full = study.runs["bn-128"]
     assert (full.train.epochs, full.train.batch_size, full.train.train_images) == (100, 128, 0)
@@ -50,7 +61,7 @@ def test_batch_size_8_scales_the_learning_rate_linearly(params):
 
 
 def test_a_run_can_keep_the_learning_rate_as_given(params):
-    params["runs"]["bn-8"]["lr_scaling"] = "none"
+    edit_run(params, "bn-8", lr_scaling="none")
     assert load_study(params).runs["bn-8"].train.effective_lr == pytest.approx(0.1)
 
 
@@ -80,7 +91,7 @@ def test_a_run_takes_its_studys_keys_and_may_override_them(params):
 def test_fingerprint_ignores_the_study_a_run_is_filed_under(params):
     before = load_study(params).runs["gn-8"].fingerprint()
     params["studies"]["elsewhere"] = {}
-    params["runs"]["gn-8"]["study"] = "elsewhere"
+    edit_run(params, "gn-8", study="elsewhere")
     assert load_study(params).runs["gn-8"].fingerprint() == before
 
 
@@ -88,7 +99,7 @@ def test_fingerprint_ignores_the_study_a_run_is_filed_under(params):
                                             ("activation", "swish"), ("n", 3)])
 def test_fingerprint_changes_with_any_run_setting(params, key, value):
     before = load_study(params).runs["gn-8"].fingerprint()
-    params["runs"]["gn-8"][key] = value
+    edit_run(params, "gn-8", **{key: value})
     after = load_study(params).runs["gn-8"].fingerprint()
     assert before != after
     assert load_study(params).runs["gn-8"].fingerprint() == after
@@ -203,3 +214,61 @@ def test_every_run_survives_its_record_with_the_profile_overrides_it_records(pro
         assert RunConfig.from_record(json.loads(json.dumps(run.to_record()))) == run
     if profile == "quick":
         assert "milestones (10, 20) (runs.lab-decay) -> (2, 4)" in study.runs["lab-decay"].describe_overrides()
+
+
+def test_a_replicate_trains_its_original_with_the_seed_plus_its_number_on_the_same_split(params):
+    params["seed"] = 5
+    params["runs"]["gn-8-r3"] = {"study": "norm", "norm": "gn", "batch_size": 8, "replicate_of": "gn-8", "replicate": 3}
+    study = load_study(params)
+    replicate, original = study.runs["gn-8-r3"], study.runs["gn-8"]
+    assert (replicate.seed, original.seed, study.seed) == (8, 5, 5)  # the split keeps the top-level seed
+    assert study.runs["bn-128-r1"].seed == study.runs["torch_bn-128-r1"].seed == 6  # replicate k pairs by seed
+    assert (replicate.model, replicate.train) == (original.model, original.train)
+    assert replicate.variant == "gn-8" and original.variant == "gn-8"
+    assert study.replicates()["gn-8"] == ["gn-8", "gn-8-r1", "gn-8-r3"]
+    assert replicate.fingerprint() != original.fingerprint()  # another seed: its own resume state
+    assert RunConfig.from_record(replicate.to_record()) == replicate
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ({"replicate_of": "gn-9", "replicate": 2}, "runs.x.replicate_of: no run named 'gn-9'"),
+    ({"replicate_of": "gn-8-r1", "replicate": 2},
+     "runs.x.replicate_of: 'gn-8-r1' is itself a replicate of 'gn-8'; name the original run"),
+    ({"replicate_of": "gn-8", "replicate": 2, "batch_size": 128},
+     "runs.x: a replicate of gn-8 trains with its settings and another seed only; differs in "
+     "train.batch_size 128 vs 8"),
+    ({"replicate_of": "gn-8", "replicate": 1},
+     "runs.x.replicate: 1 is the number of gn-8-r1 as well; each replicate of gn-8 needs a number of its own"),
+    ({"replicate_of": "gn-8", "replicate": 0},
+     "runs.x.replicate: expected a whole number from 1 (the original is 0), got 0"),
+    ({"replicate_of": "gn-8"}, "runs.x: a replicate names both the run it repeats (replicate_of) and its number "
+                               "(replicate: 1, 2, ...)"),
+    ({"replicate": 2}, "runs.x: a replicate names both the run it repeats (replicate_of) and its number "
+                       "(replicate: 1, 2, ...)"),
+    ({"replicate_of": "", "replicate": 2},
+     "runs.x.replicate_of: expected the name of the run this one repeats, got ''"),
+    ({"replicate_of": "gn-8", "replicate": 2, "study": "lab"},
+     "runs.x.study: a replicate is in its original's study 'norm', got 'lab'"),
+])
+def test_a_replicate_that_is_not_another_seed_of_one_original_is_refused_by_its_key(params, entry, expected):
+    params["runs"]["x"] = {"study": "norm", "norm": "gn", "batch_size": 8, **entry}
+    assert error_of(params) == expected
+
+
+def test_a_new_top_level_seed_moves_every_run_and_replicate_together(params):
+    params["seed"] = 1  # the original's new seed is replicate 1's old one: no clash, each shifts by one
+    study = load_study(params)
+    assert [study.runs[name].seed for name in study.replicates()["bn-128"]] == [1, 2]
+
+
+def test_replicates_are_checked_after_the_profile_so_a_quick_replicate_matches_a_quick_original(params):
+    params["profile"] = "quick"
+    study = load_study(params)
+    assert study.runs["bn-8-r1"].train == study.runs["bn-8"].train
+    assert study.runs["bn-8-r1"].train.epochs == 5
+
+
+def test_an_original_edited_without_its_replicates_is_refused_before_anything_runs(params):
+    params["runs"]["gn-8"]["lr"] = 0.05
+    assert error_of(params) == ("runs.gn-8-r1: a replicate of gn-8 trains with its settings and another seed only; "
+                                "differs in train.lr 0.1 vs 0.05")

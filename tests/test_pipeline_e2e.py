@@ -39,9 +39,10 @@ def tiny_params(archive: Path) -> dict:
                                    "train": {"epochs": 2, "train_images": 0, "val_images": 0, "patience": 2,
                                              "milestones": [1], "eval_batch_size": 64}}
     # Every study, with the runs its report section needs: both batch sizes for bn and gn, the built-in
-    # twin, an L1 run and its baseline, a run that may diverge, and each kind of network.
-    keep = {"torch_bn-128", "bn-128", "bn-8", "gn-128", "gn-8", "lab-base", "lab-lr-1", "lab-l1", "resnet20",
-            "arch-plain20", "arch-simplenn", "vgg-gn32"}
+    # twin and a second seed of both (a paired comparison), an L1 run and its baseline, a run that may
+    # diverge, and each kind of network.
+    keep = {"torch_bn-128", "bn-128", "bn-8", "gn-128", "gn-8", "bn-128-r1", "torch_bn-128-r1", "lab-base",
+            "lab-lr-1", "lab-l1", "resnet20", "arch-plain20", "arch-simplenn", "vgg-gn32"}
     params["runs"] = {name: entry for name, entry in params["runs"].items() if name in keep}
     return params
 
@@ -128,10 +129,14 @@ def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_rep
     studies = {entry["study"] for entry in entries.values()}
     for study in studies:
         runs = {name for name, entry in entries.items() if entry["study"] == study}
+        originals = {name for name in runs if "replicate_of" not in entries[name]}
         for curve in ("train_error", "val_error", "train_loss", "val_loss", "lr"):
             points = plots[f"plots/curves/{study}/{curve}.csv"][0]["content"]["data"]["values"]
-            assert {p["run"] for p in points} == runs
+            assert {p["run"] for p in points} == originals  # a replicated run is one mean curve with a band
             assert {p["epoch"] for p in points} == {"1", "2"}
+            if study == "norm":
+                assert {p["replicates"] for p in points if p["run"] == "bn-128"} == {"2"}
+            assert all(float(p["low"]) <= float(p["value"]) <= float(p["high"]) for p in points)
         by_time = plots[f"plots/curves-by-time/{study}/train_loss.csv"][0]["content"]["data"]["values"]
         assert {p["run"] for p in by_time} == runs
     for name in entries:
@@ -140,6 +145,25 @@ def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_rep
     html = study_repo / "html"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(html)], study_repo)
     assert (html / "index.html").exists()
+
+
+def test_the_aggregate_stage_summarizes_each_run_over_its_replicates_for_dvc_metrics(study_repo):
+    shown = next(iter(json.loads(run(["dvc", "metrics", "show", "--json"], study_repo).stdout).values()))["data"]
+    entries = yaml.safe_load((study_repo / "params.yaml").read_text())["runs"]
+    originals = [name for name, entry in entries.items() if "replicate_of" not in entry]
+    assert sorted(p for p in shown if p.startswith("aggregates/")) == sorted(f"aggregates/{r}.json" for r in originals)
+    scores = [json.loads((study_repo / "metrics" / f"{name}.json").read_text())["test"]["accuracy"]
+              for name in ("bn-128", "bn-128-r1")]
+    summary = shown["aggregates/bn-128.json"]["data"]["test"]["accuracy"]
+    assert summary["count"] == 2 and summary["mean"] == pytest.approx(sum(scores) / 2)
+    assert summary["std"] == pytest.approx(abs(scores[0] - scores[1]) / 2 ** 0.5)
+    single = json.loads((study_repo / "aggregates" / "gn-8.json").read_text())["test"]["accuracy"]
+    assert single["count"] == 1 and single["std"] is None and single["low"] is None  # DVC shows null as nothing
+    assert shown["aggregates/gn-8.json"]["data"]["test"]["accuracy"]["count"] == 1
+    report = (study_repo / "report" / "report.md").read_text()
+    assert "- `bn-128` vs `torch_bn-128` (2 seeds each):" in report
+    assert re.search(r"\| `torch_bn-128` +\| `bn-128` +\|", report) is None  # the twin is not "another norm"
+    assert re.search(r"\| `bn-8` +\| `bn-128` +\| [^|]+\| -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\] +\| [^|]+\| binomial SE", report)
 
 
 def test_a_second_repro_has_nothing_to_do(study_repo):

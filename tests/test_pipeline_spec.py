@@ -71,7 +71,7 @@ def test_every_stage_script_exists_and_every_stage_has_a_script():
 
 
 def test_pipeline_has_the_stages_of_the_study_in_order():
-    assert list(DVC_YAML["stages"]) == ["check-params", "fetch", "split", "train", "evaluate", "curves",
+    assert list(DVC_YAML["stages"]) == ["check-params", "fetch", "split", "train", "evaluate", "aggregate", "curves",
                                         "quantile-plots", "report"]
 
 
@@ -102,8 +102,9 @@ def _outputs(stage: str) -> set[str]:
 
 def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_listing_it():
     """A new run adds files to these folders; nothing in dvc.yaml names a run."""
-    assert DVC_YAML["metrics"] == ["metrics"]
+    assert DVC_YAML["metrics"] == ["metrics", "aggregates"]
     assert "metrics/${key}.json" in _outputs("evaluate")
+    assert _outputs("aggregate") == {"aggregates"}  # one file per original run, replicates folded in
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
     assert set(plots) == {"plots/curves", "plots/curves-by-time", "plots/confusion"}
     assert {"plots/curves", "plots/curves-by-time"} <= _outputs("curves")
@@ -111,8 +112,14 @@ def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_lis
     assert all(run not in (ROOT / "dvc.yaml").read_text() for run in RUNS)
 
 
-def test_the_curve_plots_use_the_project_template_that_colours_by_run():
+def test_the_curve_plots_use_the_project_templates_that_colour_by_run_and_dash_by_revision():
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
-    template = json.loads((ROOT / ".dvc" / "plots" / f"{plots['plots/curves']['template']}.json").read_text())
-    assert template["encoding"]["color"]["field"] == "run"
-    assert template["encoding"]["strokeDash"]["field"] == "rev"
+    by_time = json.loads((ROOT / ".dvc" / "plots" / f"{plots['plots/curves-by-time']['template']}.json").read_text())
+    assert by_time["encoding"]["color"]["field"] == "run"
+    assert by_time["encoding"]["strokeDash"]["field"] == "rev"
+    bands = json.loads((ROOT / ".dvc" / "plots" / f"{plots['plots/curves']['template']}.json").read_text())
+    assert bands["encoding"]["color"]["field"] == "run"
+    band, line = bands["layer"]
+    assert (band["mark"]["type"], band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == \
+        ("area", "low", "high")
+    assert line["encoding"]["strokeDash"]["field"] == "rev"

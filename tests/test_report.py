@@ -5,13 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
 from cifarlab.config import RunConfig, load_study
 from cifarlab.evaluation import confusion_table
 from cifarlab.plots import confusion_counts
-from cifarlab.report import changed_settings, metrics_table, outcome, parameters_section, provenance_notes
+from cifarlab.replicates import aggregate_metrics
+from cifarlab.report import (
+    StudyView,
+    batch_sensitivity,
+    changed_settings,
+    comparison_rows,
+    metrics_table,
+    outcome,
+    parameters_section,
+    provenance_notes,
+    sanity_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,9 +88,9 @@ def test_a_report_of_runs_made_as_params_say_has_no_provenance_note():
 def test_the_report_names_runs_trained_under_other_settings_than_params_now_give():
     trained = _study()
     records = _records(trained)
-    now = _study(**{"gn-8": {"lr": 0.05}})  # edited after gn-8 trained
+    now = _study(**{"ln-128": {"lr": 0.05}})  # edited after ln-128 trained
     notes = provenance_notes(now, _configs(records), records)
-    assert notes == ["**Trained under other settings than `params.yaml` now gives: `gn-8`.** The tables show what "
+    assert notes == ["**Trained under other settings than `params.yaml` now gives: `ln-128`.** The tables show what "
                      "they trained with; `dvc repro` retrains them.", ""]
 
 
@@ -117,3 +130,77 @@ def test_a_confusion_table_holds_every_pair_of_classes_and_reads_back_as_the_mat
     matrix = confusion_counts(tmp_path, "r")
     assert list(matrix.index) == list(matrix.columns) == ["cat", "dog", "ship"]
     assert matrix.to_numpy().tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 0]]  # rows actual, columns predicted
+
+
+def _view(tmp_path: Path, runs: dict[str, dict], accuracies: dict[str, float], val_errors: dict[str, list[float]],
+          images: int = 1000) -> StudyView:
+    """A norm-study view of `runs` (params entries) whose test accuracies and validation-error curves are
+    given, with aggregates made as the aggregate stage makes them."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["runs"] = runs
+    study = load_study(params)
+    metrics = {name: {"status": "completed", "stopped_reason": "", "best_epoch": 2, "train_time_s": 1.0,
+                      "test": _scores(accuracies[name], images), "val": _scores(accuracies[name], images)}
+               for name in runs}
+    replicates = study.replicates()
+    aggregates = {run: aggregate_metrics([metrics[n] for n in names], [study.runs[n].seed for n in names])
+                  for run, names in replicates.items()}
+    histories = {name: pd.DataFrame({"val_error": errors, "train_error": errors},
+                                    index=pd.RangeIndex(1, len(errors) + 1, name="epoch"))
+                 for name, errors in val_errors.items()}
+    return StudyView("norm", list(runs), replicates, study.runs, metrics, aggregates, histories, tmp_path, tmp_path,
+                     tmp_path)
+
+
+PAIR = {"bn-128": {"study": "norm", "norm": "bn"}, "torch_bn-128": {"study": "norm", "norm": "torch_bn"},
+        **{f"{run}-r{k}": {"study": "norm", "norm": norm, "replicate_of": run, "replicate": k}
+           for run, norm in (("bn-128", "bn"), ("torch_bn-128", "torch_bn")) for k in (1, 2)}}
+
+
+def test_replicated_runs_are_compared_pair_by_seed_with_an_interval_and_a_verdict(tmp_path):
+    # torch_bn is 1 point better on every seed while the seeds spread by 10 points: only pairing sees it
+    accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
+                  "torch_bn-128": 0.51, "torch_bn-128-r1": 0.615, "torch_bn-128-r2": 0.71}
+    view = _view(tmp_path, PAIR, accuracies, {name: [0.5, 0.4] for name in PAIR})
+    row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
+    reference = stats.ttest_rel([0.51, 0.615, 0.71], [0.50, 0.60, 0.70]).confidence_interval(0.95)
+    assert row["A - B (points) [95% interval]"] == (f"+{100 * 0.035 / 3:.2f} [{100 * reference.low:+.2f}, "
+                                                    f"{100 * reference.high:+.2f}]")
+    assert (row["test"], row["verdict"]) == ("paired t, 3 seeds", "`torch_bn-128` better")
+    mean, half = 0.6, stats.t.ppf(0.975, 2) * 0.1 / 3 ** 0.5
+    assert row["B test accuracy"] == f"60.00 [{100 * (mean - half):.2f}, {100 * (mean + half):.2f}]"
+
+
+def test_single_runs_are_compared_by_twice_the_binomial_standard_error(tmp_path):
+    runs = {"bn-128": {"study": "norm", "norm": "bn"}, "gn-128": {"study": "norm", "norm": "gn"}}
+    view = _view(tmp_path, runs, {"bn-128": 0.26, "gn-128": 0.237}, {name: [0.5] for name in runs}, images=1017)
+    row = comparison_rows(view, [("gn-128", "bn-128")])[0]
+    se = (0.26 * 0.74 / 1017 + 0.237 * 0.763 / 1017) ** 0.5
+    low, high = 100 * (-0.023 - 2 * se), 100 * (-0.023 + 2 * se)
+    assert row["A - B (points) [95% interval]"] == f"-2.30 [{low:+.2f}, {high:+.2f}]"
+    assert (row["test"], row["verdict"]) == ("binomial SE", "within noise")
+    assert row["A test accuracy"] == f"23.70 ± {100 * (0.237 * 0.763 / 1017) ** 0.5:.2f} SE"
+
+
+def test_the_sanity_check_says_whether_the_twins_are_distinguishable_and_the_curve_gap_in_spreads(tmp_path):
+    curves = {"bn-128": [0.60, 0.40], "bn-128-r1": [0.62, 0.42], "bn-128-r2": [0.64, 0.44],
+              "torch_bn-128": [0.61, 0.40], "torch_bn-128-r1": [0.63, 0.42], "torch_bn-128-r2": [0.65, 0.44]}
+    accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
+                  "torch_bn-128": 0.52, "torch_bn-128-r1": 0.58, "torch_bn-128-r2": 0.71}
+    text = "\n".join(sanity_section(_view(tmp_path, PAIR, accuracies, curves)))
+    assert "`bn-128` vs `torch_bn-128` (3 seeds each)" in text and "**not distinguishable**" in text
+    # epoch 1: means 0.62 and 0.63, both with standard deviation 0.02: a gap of 0.5 standard deviations
+    assert "largest gap between their mean validation-error curves: 1.00 points (epoch 1)" in text
+    assert "the largest gap is 0.50 standard deviations (epoch 1)" in text
+
+
+def test_a_difference_in_batch_size_sensitivity_is_the_difference_of_the_two_changes(tmp_path):
+    runs = {name: {"study": "norm", "norm": name[:2], **({"batch_size": 8} if name.endswith("-8") else {})}
+            for name in ("bn-128", "bn-8", "gn-128", "gn-8")}
+    accuracies = {"bn-128": 0.60, "bn-8": 0.50, "gn-128": 0.55, "gn-8": 0.54}
+    view = _view(tmp_path, runs, accuracies, {name: [0.5] for name in runs})
+    [line] = batch_sensitivity(view, [("bn-8", "bn-128"), ("gn-8", "gn-128")])[:1]
+    se = sum(a * (1 - a) / 1000 for a in accuracies.values()) ** 0.5
+    assert line == (f"- From batch 128 to 8, `gn` changes by -1.00 points and `bn` by -10.00; the difference of the "
+                    f"changes is +9.00 points [{9 - 200 * se:+.2f}, {9 + 200 * se:+.2f}] (binomial SE): `gn` gains "
+                    "more (or loses less) from the smaller batch.")

@@ -27,6 +27,7 @@ from cifarlab import training
 from cifarlab.config import load_study
 from cifarlab.errors import Interrupted
 from cifarlab.plots import write_quantile_figures
+from cifarlab.replicates import write_aggregates
 from cifarlab.report import load_metrics, metrics_table, write_report
 from cifarlab.training import Stepper, load_resume_state, train_run
 
@@ -420,7 +421,8 @@ def test_the_stages_evaluate_and_report_a_diverged_run(project):
     write_quantile_figures({"norm": ["boom"]}, cwd / "live-root", cwd / "quantiles")
     (cwd / "confusion").mkdir()
     shutil.copy(cwd / "confusion.csv", cwd / "confusion" / "boom.csv")
-    report = write_report(load_study(params), metrics_dir=cwd / "metrics", live_root=cwd / "live-root",
-                          quantile_dir=cwd / "quantiles", weights_dir=cwd, confusion_dir=cwd / "confusion",
-                          out_dir=cwd / "report").read_text()
+    write_aggregates({"boom": ["boom"]}, {"boom": 0}, cwd / "metrics", cwd / "aggregates")
+    report = write_report(load_study(params), metrics_dir=cwd / "metrics", aggregates_dir=cwd / "aggregates",
+                          live_root=cwd / "live-root", quantile_dir=cwd / "quantiles", weights_dir=cwd,
+                          confusion_dir=cwd / "confusion", out_dir=cwd / "report").read_text()
     assert shown in report and "diverged: `boom`" in report

@@ -10,6 +10,7 @@ from scipy import stats
 from cifarlab.stats import (
     Difference,
     binomial_se,
+    compare,
     paired_difference,
     single_run_difference,
     summarize,
@@ -78,7 +79,8 @@ def test_one_replicate_each_falls_back_to_twice_the_binomial_standard_error():
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [(-0.01, 0.02, "within noise"), (0.01, 0.02, "A better"),
-                                                        (-0.02, -0.01, "B better"), (math.nan, math.nan, "within noise")])
+                                                        (-0.02, -0.01, "B better"),
+                                                        (math.nan, math.nan, "within noise")])
 def test_the_verdict_reads_the_interval(low, high, expected):
     assert Difference(0.0, low, high, "paired t").verdict("A", "B") == expected
 
@@ -88,3 +90,24 @@ def test_too_few_replicates_for_an_interval_are_refused():
         paired_difference([0.5], [0.4])
     with pytest.raises(ValueError):
         welch_difference([0.5], [0.4, 0.3])
+
+
+def test_compare_pairs_replicates_by_the_seeds_both_runs_have():
+    a, b = {0: 0.50, 1: 0.60, 2: 0.70}, {2: 0.69, 0: 0.48, 1: 0.59, 7: 0.10}  # seed 7 has no partner
+    d = compare(a, b, images=1000)
+    reference = stats.ttest_rel([0.50, 0.60, 0.70], [0.48, 0.59, 0.69]).confidence_interval(0.95)
+    assert (d.low, d.high) == (pytest.approx(reference.low), pytest.approx(reference.high))
+    assert d.test == "paired t, 3 seeds"
+
+
+def test_compare_uses_welch_when_the_replicates_share_no_seeds():
+    d = compare({0: 0.5, 1: 0.6, 2: 0.7}, {3: 0.4, 4: 0.45, 5: 0.5}, images=1000)
+    reference = stats.ttest_ind([0.5, 0.6, 0.7], [0.4, 0.45, 0.5], equal_var=False).confidence_interval(0.95)
+    assert (d.mean, d.low, d.high) == (pytest.approx(0.15), pytest.approx(reference.low), pytest.approx(reference.high))
+    assert d.test == "Welch t, 3 and 3 seeds"
+
+
+def test_compare_of_single_runs_gives_the_binomial_interval_of_the_difference():
+    d = compare({0: 0.52}, {0: 0.50}, images=1000)
+    assert d == single_run_difference(0.52, 0.50, 1000)
+    assert compare({0: 0.52, 1: 0.54}, {5: 0.50}, images=1000) == single_run_difference(0.53, 0.50, 1000)

@@ -182,3 +182,11 @@ def test_progress_writes_nothing_when_output_is_not_a_terminal():
     stream = io.StringIO()  # a log file or a pipe
     assert list(show_progress(iter(range(5)), total=5, label="x", stream=stream, every_s=0.0)) == list(range(5))
     assert stream.getvalue() == ""
+
+
+def test_the_start_line_names_a_replicate_its_original_and_its_seed():
+    study = load_study(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    line = training.start_line(study.runs["gn-8-r1"], torch.device("cpu"), 40000, 10000, 5000)
+    assert line.startswith("gn-8-r1 (replicate 1 of gn-8): ResNet-14")
+    assert "5000 steps of 8 per epoch, 100 epochs, seed 1 |" in line
+    assert "seed 0 |" in training.start_line(study.runs["gn-8"], torch.device("cpu"), 40000, 10000, 5000)

@@ -5,6 +5,12 @@ fail with the params key named (nanoGPT-style configurator, but strict). A run i
 study's keys <- run entry <- profile <- the profile's keys for its study`: `studies.<study>` and the run
 entry under `runs:` override `model:`/`train:` keys by name, and the active profile (e.g. `quick`)
 overrides last so that a quick study stays quick whatever a run says.
+
+A replicate is a run entry with `replicate_of: <run>` and `replicate: <k>` (k >= 1): the same settings as
+that run (checked here), trained with seed `seed + k` (the original is replicate 0), so another
+initialisation, data order and augmentation on the same split. Replicate k of two runs shares its seed,
+which pairs them. DVC makes one stage per entry of `runs:` and cannot make stages from a count, so each
+replicate is written out as an entry.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +120,16 @@ class RunConfig:
     performance: PerformanceConfig
     profile: str = "full"
     profile_overrides: tuple[ProfileOverride, ...] = ()
+    replicate_of: str = ""  # the run this one repeats with another seed; "" for an original run
+    replicate: int = 0  # its number among that run's replicates (the original is 0); seed = top-level seed + it
 
     # Where a run belongs and how its values came about; its training depends on the values alone.
-    NOT_SHAPING = ("study", "profile", "profile_overrides")
+    NOT_SHAPING = ("study", "profile", "profile_overrides", "replicate_of", "replicate")
+
+    @property
+    def variant(self) -> str:
+        """The run whose replicates this is one of (itself for an original): what the report compares."""
+        return self.replicate_of or self.name
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the run's training, to refuse stale resume state."""
@@ -158,10 +171,29 @@ class Study:
             studies.setdefault(run.study, []).append(name)
         return studies
 
+    def replicates(self) -> dict[str, list[str]]:
+        """Each original run with its replicates (itself first, then in params order), originals in
+        params order."""
+        return replicate_groups(self.runs.values())
+
+    def replicates_by_study(self) -> dict[str, dict[str, list[str]]]:
+        """`replicates()` grouped by study, both in params order."""
+        groups = self.replicates()
+        return {study: {run: groups[run] for run in runs if run in groups}
+                for study, runs in self.runs_by_study().items()}
+
     def run(self, name: str) -> RunConfig:
         if name not in self.runs:
             raise CifarlabError(f"runs: no run named '{name}'; expected one of: {', '.join(self.runs)}")
         return self.runs[name]
+
+
+def replicate_groups(configs: Iterable[RunConfig]) -> dict[str, list[str]]:
+    """Run names grouped by the run they replicate (see `RunConfig.variant`), in the order given."""
+    groups: dict[str, list[str]] = {}
+    for config in configs:
+        groups.setdefault(config.variant, []).append(config.name)
+    return groups
 
 
 def _require(params: Mapping, name: str, kind: type, where: str = "params.yaml") -> Any:
@@ -174,6 +206,10 @@ def _require(params: Mapping, name: str, kind: type, where: str = "params.yaml")
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-]+")  # it names a folder of curve tables
+
+# Keys of a run entry besides model:/train: keys: its study, and for a replicate the run it repeats and
+# its number, which sets its seed (initialisation, data order, augmentation).
+RUN_ONLY_KEYS = ("study", "replicate_of", "replicate")
 
 TOP_LEVEL_KEYS = ("seed", "profile", "device", "performance", "data", "model", "train", "studies", "profiles",
                   "runs")
@@ -206,7 +242,41 @@ def load_study(params: Mapping) -> Study:
     runs = {name: _resolve_run(str(name), entry, seed, model_defaults, train_defaults, studies, profile,
                                profile_name, performance)
             for name, entry in runs_params.items()}
+    _check_replicates(runs)
     return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs)
+
+
+def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
+    """A replicate names an original run of its study, trains with exactly its settings, and has a seed of
+    its own among that run's replicates."""
+    for name, run in runs.items():
+        if not run.replicate_of:
+            continue
+        key = f"runs.{name}.replicate_of"
+        original = runs.get(run.replicate_of)
+        if original is None:
+            raise CifarlabError(f"{key}: no run named '{run.replicate_of}'")
+        if original.replicate_of:
+            raise CifarlabError(f"{key}: '{run.replicate_of}' is itself a replicate of '{original.replicate_of}'; "
+                                "name the original run")
+        if original.study != run.study:
+            raise CifarlabError(f"runs.{name}.study: a replicate is in its original's study "
+                                f"'{original.study}', got '{run.study}'")
+        differences = [f"{section}.{f.name} {getattr(getattr(run, section), f.name)!r} vs "
+                       f"{getattr(getattr(original, section), f.name)!r}"
+                       for section in ("model", "train") for f in dataclasses.fields(getattr(run, section))
+                       if getattr(getattr(run, section), f.name) != getattr(getattr(original, section), f.name)]
+        if differences:
+            raise CifarlabError(f"runs.{name}: a replicate of {run.replicate_of} trains with its settings and "
+                                f"another seed only; differs in {', '.join(differences)}")
+    for original, names in replicate_groups(runs.values()).items():
+        seen: dict[int, str] = {}
+        for name in names:
+            number = runs[name].replicate
+            if number in seen:
+                raise CifarlabError(f"runs.{name}.replicate: {number} is the number of {seen[number]} as well; "
+                                    f"each replicate of {original} needs a number of its own")
+            seen[number] = name
 
 
 def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
@@ -261,8 +331,16 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     key = f"runs.{name}"
     if not isinstance(entry, Mapping):
         raise CifarlabError(f"{key}: expected a mapping such as {{study: norm, norm: bn}}, got {entry!r}")
-    _check_overrides(entry, key, also=("study",))
+    _check_overrides(entry, key, also=RUN_ONLY_KEYS)
     study = entry.get("study")
+    replicate_of, replicate = entry.get("replicate_of", ""), entry.get("replicate", 0)
+    if ("replicate_of" in entry) != ("replicate" in entry):
+        raise CifarlabError(f"{key}: a replicate names both the run it repeats (replicate_of) and its number "
+                            "(replicate: 1, 2, ...)")
+    if not isinstance(replicate_of, str) or "replicate_of" in entry and not replicate_of:
+        raise CifarlabError(f"{key}.replicate_of: expected the name of the run this one repeats, got {replicate_of!r}")
+    if not isinstance(replicate, int) or isinstance(replicate, bool) or "replicate" in entry and replicate < 1:
+        raise CifarlabError(f"{key}.replicate: expected a whole number from 1 (the original is 0), got {replicate!r}")
     if study not in studies:
         raise CifarlabError(f"{key}.study: expected one of the studies ({', '.join(studies)}), got {study!r}")
     if "norm" not in entry and "norm" not in studies[study]:
@@ -305,8 +383,9 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     final = {**model_values, **train_values}
     overrides = tuple(ProfileOverride(k, value, source, final[k]) for k, (value, source) in own.items()
                       if final[k] != value)
-    return RunConfig(name=name, study=study, seed=seed, model=model, train=train, performance=performance,
-                     profile=profile_name, profile_overrides=overrides)
+    return RunConfig(name=name, study=study, seed=seed + replicate, model=model, train=train,
+                     performance=performance, profile=profile_name, profile_overrides=overrides,
+                     replicate_of=replicate_of, replicate=replicate)
 
 
 @functools.cache

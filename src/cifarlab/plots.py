@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cifarlab.io import atomic_path, require_input
+from cifarlab.replicates import band
 from cifarlab.tracking import LIVE_METRICS, live_plot_file
 
 QUANTILE_COLUMNS = ("feature_q01", "feature_q20", "feature_q80", "feature_q99")
@@ -88,26 +89,29 @@ def training_seconds(history: pd.DataFrame) -> pd.Series:
 CURVES = ("train_loss", "train_error", "val_loss", "val_error", "lr")  # history columns tabled per study
 
 
-def curve_tables(histories: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Per curve, one long table of every run's values: columns run, epoch, value; and the training loss
-    against the cumulative training seconds (run, seconds, value), for comparing runs by compute."""
-    tables = {column: pd.concat([pd.DataFrame({"run": run, "epoch": history.index, "value": history[column].values})
-                                 for run, history in histories.items()], ignore_index=True)
+def curve_tables(replicates: Mapping[str, Mapping[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Per curve, one long table over a study's runs, each the mean over its replicates with a band of one
+    standard deviation (columns run, epoch, value, low, high, replicates); and every replicate's training
+    loss against its cumulative training seconds (run, seconds, value), for comparing runs by compute."""
+    tables = {column: pd.concat([band(list(histories.values()), column).assign(run=original)
+                                 for original, histories in replicates.items()], ignore_index=True)
               for column in CURVES}
     by_time = pd.concat([pd.DataFrame({"run": run, "seconds": training_seconds(history).values,
                                        "value": history["train_loss"].values})
-                         for run, history in histories.items()], ignore_index=True)
+                         for histories in replicates.values() for run, history in histories.items()],
+                        ignore_index=True)
     return {**tables, "train_loss_by_seconds": by_time}
 
 
-def write_curve_tables(runs_by_study: Mapping[str, Sequence[str]], live_root: Path, out_dir: Path,
-                       time_dir: Path) -> list[Path]:
+def write_curve_tables(replicates_by_study: Mapping[str, Mapping[str, Sequence[str]]], live_root: Path,
+                       out_dir: Path, time_dir: Path) -> list[Path]:
     """The curves stage: `out_dir/<study>/<curve>.csv` for every study and curve (x: epoch) and
     `time_dir/<study>/train_loss.csv` (x: seconds). One `dvc plots` entry per folder overlays every run of
     every study, so a new run or study needs no edit of dvc.yaml."""
     written = []
-    for study, runs in runs_by_study.items():
-        tables = curve_tables({run: read_history(live_root / run) for run in runs})
+    for study, replicates in replicates_by_study.items():
+        tables = curve_tables({original: {run: read_history(live_root / run) for run in runs}
+                               for original, runs in replicates.items()})
         by_time = tables.pop("train_loss_by_seconds")
         for path, table in [*((out_dir / study / f"{name}.csv", t) for name, t in tables.items()),
                             (time_dir / study / "train_loss.csv", by_time)]:
@@ -118,13 +122,19 @@ def write_curve_tables(runs_by_study: Mapping[str, Sequence[str]], live_root: Pa
     return written
 
 
-def plot_error_curves(histories: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
-    """Train and validation error against the epoch, one line per run, in two panels."""
+def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Path, title: str) -> None:
+    """Train and validation error against the epoch in two panels: per run the mean over its replicates,
+    shaded one standard deviation either side where it has more than one (labelled with their count)."""
     figure = Figure(figsize=(11, 4), layout="constrained")
     for index, split in enumerate(("train", "val")):
         axes = figure.add_subplot(1, 2, index + 1)
-        for run, history in histories.items():
-            axes.plot(history.index, 100 * history[f"{split}_error"], label=run)
+        for run, histories in replicates.items():
+            curve = band(histories, f"{split}_error")
+            label = run if len(histories) == 1 else f"{run} (mean of {len(histories)}, band: 1 sd)"
+            line, = axes.plot(curve["epoch"], 100 * curve["value"], label=label)
+            if len(histories) > 1:
+                axes.fill_between(curve["epoch"], 100 * curve["low"], 100 * curve["high"], color=line.get_color(),
+                                  alpha=0.2, linewidth=0)
         axes.set_title(f"{'training' if split == 'train' else 'validation'} error")
         axes.set_xlabel("epoch")
         axes.set_ylabel("error (%)")

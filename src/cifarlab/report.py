@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from cifarlab.config import RunConfig, Study
+from cifarlab.config import RunConfig, Study, replicate_groups
 from cifarlab.io import require_input, write_text
 from cifarlab.models import MODELS, build_model
 from cifarlab.norms import norm_has_gates
@@ -31,7 +31,9 @@ from cifarlab.plots import (
     read_weight_histogram,
 )
 from cifarlab.profiler import profile_model
+from cifarlab.replicates import band
 from cifarlab.schedules import describe_schedule
+from cifarlab.stats import Difference, binomial_se, compare, compare_changes
 from cifarlab.tracking import read_live_summary, read_run_record
 
 SPLITS = ("train", "val", "test")
@@ -93,66 +95,115 @@ def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str,
     return _markdown(rows)
 
 
-def largest_metric_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, str]:
-    """The largest absolute difference between two runs over every split and score, and where it is."""
-    diffs = {f"{split} {label}": abs(a[split][key] - b[split][key])
-             for split in SPLITS for key, label in SCORES.items()}
-    where = max(diffs, key=diffs.get)
-    return diffs[where], where
+def _runs_with(configs: Mapping[str, RunConfig], originals: list[str], norm: str) -> list[str]:
+    return [name for name in originals if configs[name].model.norm == norm]
 
 
-def _runs_with(configs: Mapping[str, RunConfig], norm: str) -> list[str]:
-    return [name for name, cfg in configs.items() if cfg.model.norm == norm]
+def curve_gap(view: StudyView, a: str, b: str, column: str = "val_error") -> str:
+    """The largest per-epoch gap between two runs' mean curves, and the gap measured in seed-to-seed
+    standard deviations (pooled over the two runs' replicates) where it is largest."""
+    bands = [band([view.histories[r] for r in view.replicates[run]], column).set_index("epoch") for run in (a, b)]
+    gap = (bands[0]["value"] - bands[1]["value"]).abs().dropna()
+    text = (f"largest gap between their mean validation-error curves: {100 * gap.max():.2f} points "
+            f"(epoch {gap.idxmax()})")
+    if min(len(view.replicates[a]), len(view.replicates[b])) < 2:
+        return text + "; with one replicate there is no seed-to-seed spread to measure it against"
+    spread = ((bands[0]["high"] - bands[0]["value"]) ** 2 + (bands[1]["high"] - bands[1]["value"]) ** 2) / 2
+    ratio = (gap / spread.pow(0.5)).replace(math.inf, math.nan).dropna()
+    if ratio.empty:
+        return text + "; the replicates of each agree exactly, so there is no spread to measure it against"
+    return (text + f"; measured against the seed-to-seed standard deviation (pooled) the largest gap is "
+            f"{ratio.max():.2f} standard deviations (epoch {ratio.idxmax()})")
 
 
-def sanity_section(configs: Mapping[str, RunConfig], metrics: Mapping[str, Any],
-                   histories: Mapping[str, pd.DataFrame]) -> str:
-    """torch_bn (built-in) against bn (from scratch) at each batch size where both ran."""
-    lines = ["## Sanity check: built-in BatchNorm (`torch_bn`) vs from-scratch BatchNorm (`bn`)", ""]
-    pairs = [(t, b) for t in _runs_with(configs, SANITY_PAIR[0]) for b in _runs_with(configs, SANITY_PAIR[1])
+def sanity_section(view: StudyView) -> list[str]:
+    """torch_bn (built-in) against bn (from scratch) at each batch size where both ran, over replicates."""
+    configs = view.configs
+    lines = ["### Sanity check: built-in BatchNorm (`torch_bn`) vs from-scratch BatchNorm (`bn`)", ""]
+    pairs = [(b, t) for t in _runs_with(configs, view.originals, SANITY_PAIR[0])
+             for b in _runs_with(configs, view.originals, SANITY_PAIR[1])
              if configs[t].train == configs[b].train
              and dataclasses.replace(configs[t].model, norm="bn") == configs[b].model]
     if not pairs:
-        return "\n".join(lines + ["No pair of `torch_bn` and `bn` runs with the same settings in this study.", ""])
-    lines += ["Same seed, data order and settings; only the norm's implementation differs. Differences come "
-              "from floating-point summation order, which training amplifies.", ""]
-    for builtin, scratch in pairs:
-        diff, where = largest_metric_difference(metrics[builtin], metrics[scratch])
-        curve_gap = (histories[builtin]["val_error"] - histories[scratch]["val_error"]).abs()
-        lines += [f"- `{builtin}` vs `{scratch}`: test accuracy {_pct(metrics[builtin]['test']['accuracy'])}% vs "
-                  f"{_pct(metrics[scratch]['test']['accuracy'])}%; largest difference over every split and score: "
-                  f"**{100 * diff:.2f} points** ({where}); largest gap between their validation-error curves: "
-                  f"{100 * curve_gap.max():.2f} points (epoch {int(curve_gap.idxmax())})."]
-    return "\n".join(lines + [""])
+        return lines + ["No pair of `torch_bn` and `bn` runs with the same settings in this study.", ""]
+    lines += ["Same settings, and per seed the same initialisation and data order; only the norm's "
+              "implementation differs, so a real difference would be a bug. Differences come from "
+              "floating-point summation order, which training amplifies.", ""]
+    for scratch, builtin in pairs:
+        difference = _difference(view, scratch, builtin)
+        same = difference.verdict("a", "b") == "within noise"
+        lines += [f"- `{scratch}` vs `{builtin}` ({_seed_counts(view, scratch, builtin)}): test accuracy "
+                  f"{_accuracy_cell(view, scratch)} vs "
+                  f"{_accuracy_cell(view, builtin)}; difference {_signed_points(difference.mean)} points "
+                  f"{_interval(difference)} ({difference.test}): **"
+                  + ("not distinguishable" if same else "distinguishable")
+                  + f"**; {curve_gap(view, scratch, builtin)}."]
+    return lines + [""]
 
 
-def batch_size_section(configs: Mapping[str, RunConfig], metrics: Mapping[str, Any],
-                       histories: Mapping[str, pd.DataFrame], out_dir: Path) -> str:
-    """For every norm run at more than one batch size: the scores, the lr rule, the validation curves."""
+def _seed_counts(view: StudyView, a: str, b: str) -> str:
+    counts = {len(view.replicates[a]), len(view.replicates[b])}
+    if counts == {1}:
+        return "one seed each"
+    return f"{counts.pop()} seeds each" if len(counts) == 1 else \
+        f"{len(view.replicates[a])} and {len(view.replicates[b])} seeds"
+
+
+def batch_size_section(view: StudyView) -> list[str]:
+    """For every norm run at more than one batch size: the scores, the lr rule, the comparison of each
+    smaller batch with the largest, the validation curves."""
     by_norm: dict[str, list[str]] = defaultdict(list)
-    for name, cfg in configs.items():
-        by_norm[cfg.model.norm].append(name)
-    lines = ["## Batch size", ""]
-    compared = {norm: runs for norm, runs in by_norm.items()
-                if len({configs[r].train.batch_size for r in runs}) > 1}
+    for name in view.originals:
+        by_norm[view.configs[name].model.norm].append(name)
+    compared = {norm: sorted(runs, key=lambda r: -view.configs[r].train.batch_size) for norm, runs in by_norm.items()
+                if len({view.configs[r].train.batch_size for r in runs}) > 1}
     if not compared:
-        return "\n".join(lines + ["No norm was run at more than one batch size in this study.", ""])
-    rows = []
+        return ["### Batch size", "", "No norm was run at more than one batch size in this study.", ""]
+    rows, pairs, figures = [], [], []
     for norm, runs in compared.items():
-        for run in sorted(runs, key=lambda r: -configs[r].train.batch_size):
-            train = configs[run].train
+        for run in runs:
+            train = view.configs[run].train
             rule = (f"linear: {train.lr} x {train.batch_size}/{train.lr_reference_batch}"
                     if train.lr_scaling == "linear" else "as given")
-            rows.append({"norm": norm, "run": run, "batch size": train.batch_size,
+            rows.append({"norm": norm, "run": run, "seeds": len(view.replicates[run]), "batch size": train.batch_size,
                          "lr": f"{train.effective_lr:g}", "lr rule": rule,
-                         "test accuracy": _pct(metrics[run]["test"]["accuracy"]),
-                         "test macro-F1": _pct(metrics[run]["test"]["macro_f1"]),
-                         "best epoch": metrics[run]["best_epoch"],
-                         "train time (s)": f"{metrics[run]['train_time_s']:.0f}"})
-        figure = out_dir / f"batch_size_{norm}.png"
-        plot_error_curves({r: histories[r] for r in runs}, figure, f"{norm}: batch sizes compared")
-        lines += [f"![{norm} at each batch size]({figure.name})", ""]
-    return "\n".join(["## Batch size", "", _markdown(rows), ""] + lines[2:])
+                         "test accuracy": _accuracy_cell(view, run),
+                         "test macro-F1": _pct(_mean(view, run, "test", "macro_f1")),
+                         "train time (s)": f"{_mean(view, run, 'train_time_s'):.0f}"})
+        pairs += [(smaller, runs[0]) for smaller in runs[1:]]
+        figure = view.out_dir / f"batch_size_{norm}.png"
+        plot_error_curves({r: [view.histories[name] for name in view.replicates[r]] for r in runs}, figure,
+                          f"{norm}: batch sizes compared")
+        figures += [f"![{norm} at each batch size]({figure.name})", ""]
+    return ["### Batch size", "", _markdown(rows), "", "Each smaller batch against the largest of its norm:", "",
+            comparison_table(view, pairs), "", *batch_sensitivity(view, pairs), *figures]
+
+
+def batch_sensitivity(view: StudyView, pairs: list[tuple[str, str]]) -> list[str]:
+    """Whether one norm's accuracy moves more than another's under the same change of batch size: the
+    difference of their changes, against the first norm's (the baseline's where it was run)."""
+    def by_seed(run: str) -> dict[int, float]:
+        return {view.configs[name].seed: view.metrics[name]["test"]["accuracy"] for name in view.replicates[run]}
+
+    def batches(pair: tuple[str, str]) -> tuple[int, int]:
+        return tuple(view.configs[run].train.batch_size for run in pair)
+
+    lines = []
+    for (small, large), (ref_small, ref_large) in [(pair, ref) for i, ref in enumerate(pairs) for pair in pairs[i + 1:]
+                                                   if batches(pair) == batches(ref)]:
+        norm, reference = view.configs[small].model.norm, view.configs[ref_small].model.norm
+        difference = compare_changes(by_seed(small), by_seed(large), by_seed(ref_small), by_seed(ref_large),
+                                     images=view.metrics[small]["test"]["images"])
+        verdict = difference.verdict("a", "b")
+        said = {"within noise": "within noise: no evidence that either is more sensitive to the batch size",
+                "a better": f"`{norm}` gains more (or loses less) from the smaller batch",
+                "b better": f"`{reference}` gains more (or loses less) from the smaller batch"}[verdict]
+        lines.append(f"- From batch {batches((small, large))[1]} to {batches((small, large))[0]}, `{norm}` changes by "
+                     f"{_signed_points(_difference(view, small, large).mean)} points and `{reference}` by "
+                     f"{_signed_points(_difference(view, ref_small, ref_large).mean)}; the difference of the changes "
+                     f"is {_signed_points(difference.mean)} points {_interval(difference)} ({difference.test}): "
+                     f"{said}.")
+    return [*lines, ""] if lines else []
 
 
 def parameters_section(configs: Mapping[str, RunConfig], records: Mapping[str, Mapping[str, Any]],
@@ -210,16 +261,88 @@ def provenance_notes(study: Study, configs: Mapping[str, RunConfig],
 
 @dataclass(frozen=True)
 class StudyView:
-    """What a report section sees: its study's runs, their configs, scores and curves, and where to draw."""
+    """What a report section sees: its study's runs (every replicate), each original run's replicates and
+    their aggregate, configs, scores and curves, and where to draw."""
 
     name: str
     runs: list[str]
+    replicates: Mapping[str, list[str]]  # original run -> itself and its replicates
     configs: Mapping[str, RunConfig]
     metrics: Mapping[str, Any]
+    aggregates: Mapping[str, Any]
     histories: Mapping[str, pd.DataFrame]
     weights_dir: Path
     quantile_dir: Path
     out_dir: Path
+
+    @property
+    def originals(self) -> list[str]:
+        return list(self.replicates)
+
+    def grouped_histories(self) -> dict[str, list[pd.DataFrame]]:
+        return {run: [self.histories[name] for name in names] for run, names in self.replicates.items()}
+
+
+def _mean(view: StudyView, run: str, *key: str) -> float:
+    """A metric of an original run over its replicates, from its aggregate (train time from the histories)."""
+    if key == ("train_time_s",):
+        return sum(view.metrics[name]["train_time_s"] for name in view.replicates[run]) / len(view.replicates[run])
+    node = view.aggregates[run]
+    for part in key:
+        node = node[part]
+    return node["mean"]
+
+
+def _signed_points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def _interval(difference: Difference) -> str:
+    return f"[{100 * difference.low:+.2f}, {100 * difference.high:+.2f}]"
+
+
+def _accuracy_cell(view: StudyView, run: str) -> str:
+    """Test accuracy in percent: over replicates the mean and its 95% t interval, for a single run the
+    binomial standard error."""
+    summary = view.aggregates[run]["test"]["accuracy"]
+    if summary["count"] > 1:
+        return f"{_pct(summary['mean'])} [{_pct(summary['low'])}, {_pct(summary['high'])}]"
+    images = view.metrics[run]["test"]["images"]
+    return f"{_pct(summary['mean'])} ± {_pct(binomial_se(summary['mean'], images))} SE"
+
+
+def _difference(view: StudyView, a: str, b: str) -> Difference:
+    """A - B in test accuracy over the replicates of each (see `stats.compare`)."""
+    def by_seed(run: str) -> dict[int, float]:
+        return {view.configs[name].seed: view.metrics[name]["test"]["accuracy"] for name in view.replicates[run]}
+
+    return compare(by_seed(a), by_seed(b), images=view.metrics[a]["test"]["images"])
+
+
+def comparison_rows(view: StudyView, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Per pair (A, B) of original runs: their test accuracies, A - B with its 95% interval, the test
+    and the verdict."""
+    rows = []
+    for a, b in pairs:
+        difference = _difference(view, a, b)
+        rows.append({"A": f"`{a}`", "B": f"`{b}`", "A test accuracy": _accuracy_cell(view, a),
+                     "B test accuracy": _accuracy_cell(view, b),
+                     "A - B (points) [95% interval]": f"{_signed_points(difference.mean)} {_interval(difference)}",
+                     "test": difference.test, "verdict": difference.verdict(f"`{a}`", f"`{b}`")})
+    return rows
+
+
+def comparison_table(view: StudyView, pairs: list[tuple[str, str]]) -> str:
+    return _markdown(comparison_rows(view, pairs))
+
+
+def baseline_comparisons(view: StudyView, runs: list[str] | None = None) -> list[str]:
+    """Every original run of the study (or `runs`) against the study's first run, its baseline."""
+    baseline = view.originals[0]
+    pairs = [(run, baseline) for run in (runs if runs is not None else view.originals[1:])]
+    if not pairs:
+        return []
+    return [f"### Against the baseline `{baseline}`", "", comparison_table(view, pairs), ""]
 
 
 def outcome(m: Mapping[str, Any], num_classes: int) -> str:
@@ -233,26 +356,39 @@ def outcome(m: Mapping[str, Any], num_classes: int) -> str:
     return "learned"
 
 
+def _outcomes(view: StudyView, run: str) -> str:
+    outcomes = [outcome(view.metrics[name], view.configs[name].model.num_classes) for name in view.replicates[run]]
+    return ", ".join(dict.fromkeys(outcomes))
+
+
 def scores_table(view: StudyView) -> str:
-    """A study's runs: outcome, validation and test accuracy, test loss and macro-F1 (percent)."""
+    """A study's original runs: seeds, outcome, validation and test accuracy, test loss and macro-F1
+    (percent; means over replicates, test accuracy with its interval or standard error)."""
     rows = []
-    for run in view.runs:
-        m = view.metrics[run]
-        rows.append({"run": run, "outcome": outcome(m, view.configs[run].model.num_classes),
-                     "val accuracy": _pct(m["val"]["accuracy"]), "test accuracy": _pct(m["test"]["accuracy"]),
-                     "test loss": f"{m['test']['loss']:.3f}", "test macro-F1": _pct(m["test"]["macro_f1"]),
-                     "best epoch": m["best_epoch"], "train time (s)": f"{m['train_time_s']:.0f}"})
+    for run in view.originals:
+        rows.append({"run": run, "seeds": len(view.replicates[run]), "outcome": _outcomes(view, run),
+                     "val accuracy": _pct(_mean(view, run, "val", "accuracy")),
+                     "test accuracy": _accuracy_cell(view, run),
+                     "test loss": f"{_mean(view, run, 'test', 'loss'):.3f}",
+                     "test macro-F1": _pct(_mean(view, run, "test", "macro_f1")),
+                     "best epoch": _mean_text(view, run, "best_epoch"),
+                     "train time (s)": f"{_mean(view, run, 'train_time_s'):.0f}"})
     return _markdown(rows)
+
+
+def _mean_text(view: StudyView, run: str, key: str) -> str:
+    value = _mean(view, run, key)
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
 def _curves(view: StudyView, title: str) -> list[str]:
     figure = view.out_dir / f"error_curves_{view.name}.png"
-    plot_error_curves({run: view.histories[run] for run in view.runs}, figure, title)
+    plot_error_curves(view.grouped_histories(), figure, title)
     return [f"![train and validation error of study {view.name}]({figure.name})", ""]
 
 
 def _generic_body(view: StudyView, title: str) -> list[str]:
-    return [scores_table(view), "", *_curves(view, title)]
+    return [scores_table(view), "", *_curves(view, title), *baseline_comparisons(view)]
 
 
 def changed_settings(config: RunConfig, baseline: RunConfig) -> str:
@@ -268,22 +404,28 @@ def changed_settings(config: RunConfig, baseline: RunConfig) -> str:
 
 
 def norm_section(view: StudyView) -> list[str]:
-    """The normalization study: scores, curves, the built-in twin, cost, batch size, feature quantiles."""
+    """The normalization study: scores, curves, each norm against the baseline, the built-in twin, cost,
+    batch size, feature quantiles."""
     metrics = {run: view.metrics[run] for run in view.runs}
     histories = {run: view.histories[run] for run in view.runs}
-    configs = {run: view.configs[run] for run in view.runs}
     figure = view.out_dir / "error_curves.png"
-    plot_error_curves(histories, figure, "Normalization study: all runs")
+    plot_error_curves(view.grouped_histories(), figure, "Normalization study: all runs")
     _copy_quantiles(view, ["all_runs"])
+    baseline = view.configs[view.originals[0]]
+    other_norms = [run for run in view.originals[1:] if view.configs[run].train == baseline.train
+                   and view.configs[run].model.norm != SANITY_PAIR[0]]  # the twin has its own section
     return [
-        "### Metrics (percent; from the best checkpoint by validation accuracy)", "",
+        "### Metrics (percent; from the best checkpoint by validation accuracy; every replicate)", "",
         metrics_table(metrics), "",
         "Model selection used validation accuracy only; the test split was never seen in training.", "",
-        "### Error curves", "", f"![train and validation error of every run]({figure.name})", "",
-        sanity_section(configs, metrics, histories).replace("## ", "### ", 1),
+        "### Error curves", "",
+        "Each run's mean over its replicates; the band is one seed-to-seed standard deviation either side.", "",
+        f"![train and validation error of every run]({figure.name})", "",
+        *baseline_comparisons(view, other_norms),
+        *sanity_section(view),
         "### Cost", "", "Per-epoch evaluation covers validation loss, error and feature quantiles.", "",
         cost_table(metrics, histories), "",
-        batch_size_section(configs, metrics, histories, view.out_dir).replace("## ", "### ", 1),
+        *batch_size_section(view),
         "### Penultimate-feature quantiles", "",
         "The 1st, 20th, 80th and 99th percentiles of the pooled 64-d features over the validation set, "
         "after every epoch.", "",
@@ -300,7 +442,7 @@ def _copy_quantiles(view: StudyView, extra: list[str]) -> None:
 
 def lab_section(view: StudyView) -> list[str]:
     """SimpleNN's sanity checks, then each pipeline change against the study's first run."""
-    baseline = view.runs[0]
+    baseline = view.originals[0]
     model = build_model(view.configs[baseline].model)
     layers = profile_model(model).table()  # the architecture as built; the run's totals are in its metrics
     cost = view.metrics[baseline]["model"]
@@ -310,9 +452,10 @@ def lab_section(view: StudyView) -> list[str]:
     initial = [{"run": run, "initial validation loss": f"{view.metrics[run]['initial_val_loss']:.4f}",
                 f"ln {view.configs[run].model.num_classes}": f"{ln_classes:.4f}"} for run in view.runs]
     changes = [{"run": run, "changed from the baseline": changed_settings(view.configs[run], view.configs[baseline]),
-                "outcome": outcome(view.metrics[run], view.configs[run].model.num_classes),
-                "val accuracy": _pct(view.metrics[run]["val"]["accuracy"]),
-                "test accuracy": _pct(view.metrics[run]["test"]["accuracy"])} for run in view.runs]
+                "outcome": _outcomes(view, run), "val accuracy": _pct(_mean(view, run, "val", "accuracy")),
+                **{key: value for key, value in comparison_rows(view, [(run, baseline)])[0].items()
+                   if key not in ("A", "B", "B test accuracy")}}
+               for run in view.originals[1:]]
     lines = [
         "### Sanity checks", "",
         f"`{baseline}` ({MODELS[view.configs[baseline].model.arch].label(view.configs[baseline].model.options)}): "
@@ -323,8 +466,10 @@ def lab_section(view: StudyView) -> list[str]:
         "the loss of a uniform prediction:", "", _markdown(initial), "",
         f"### What each change buys (baseline `{baseline}`)", "",
         "A run at chance has a test accuracy within two binomial standard errors of 1/classes; a diverged "
-        "run stopped on a non-finite loss.", "", _markdown(changes), "", *_curves(view, "Pipeline ablations")]
-    l1_runs = [run for run in view.runs if view.configs[run].train.l1 > 0]
+        "run stopped on a non-finite loss. A is each run, B the baseline "
+        f"(test accuracy {_accuracy_cell(view, baseline)}).", "", _markdown(changes), "",
+        *_curves(view, "Pipeline ablations")]
+    l1_runs = [run for run in view.originals if view.configs[run].train.l1 > 0]
     if l1_runs:
         compared = [baseline, *l1_runs]
         figure = view.out_dir / f"weights_{view.name}.png"
@@ -341,13 +486,14 @@ def lab_section(view: StudyView) -> list[str]:
 def resnet20_section(view: StudyView) -> list[str]:
     """Our ResNet-20 recipe, whether it passed 90% validation accuracy, and its test predictions."""
     lines = _generic_body(view, "ResNet-20 recipe")
-    for run in view.runs:
+    for run in view.originals:
         t, m = view.configs[run].train, view.configs[run].model
-        reached = view.metrics[run]["val"]["accuracy"] >= 0.9
+        val_accuracy = _mean(view, run, "val", "accuracy")
+        reached = val_accuracy >= 0.9
         lines += [f"- `{run}`: {MODELS[m.arch].label(m.options)} with {m.norm}, {t.optimizer} lr {t.effective_lr:g} "
                   f"(momentum {t.momentum:g}), batch {t.batch_size}, {describe_schedule(t)} over {t.epochs} epochs "
                   f"after {t.warmup_epochs} warm-up, weight decay {t.weight_decay:g}, augmentation "
-                  f"{'on' if t.augment else 'off'}: validation accuracy {_pct(view.metrics[run]['val']['accuracy'])}% "
+                  f"{'on' if t.augment else 'off'}: validation accuracy {_pct(val_accuracy)}% "
                   f"({'reaches' if reached else 'does not reach'} 90%). Test predictions: "
                   f"`plots/predictions/{run}.csv` (index in the official test batch, predicted class, actual class)."]
     return lines + [""]
@@ -356,7 +502,7 @@ def resnet20_section(view: StudyView) -> list[str]:
 def arch_section(view: StudyView) -> list[str]:
     """Networks compared on one budget: scores, parameters and MACs, loss by epoch and by second."""
     rows = []
-    for run in view.runs:
+    for run in view.originals:
         config, cost = view.configs[run].model, view.metrics[run]["model"]
         rows.append({"run": run, "model": MODELS[config.arch].label(config.options), "parameters": cost["parameters"],
                      "MACs": cost["macs_per_image"]})
@@ -395,8 +541,25 @@ SECTIONS: dict[str, tuple[str, Callable[[StudyView], list[str]]]] = {
 }
 
 
-def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_dir: Path, weights_dir: Path,
-                 confusion_dir: Path, out_dir: Path) -> Path:
+READING_THE_COMPARISONS = (
+    "How to read the comparisons: test accuracy is given in percent, for a run with replicates (the same "
+    "settings, another seed for initialisation, data order and augmentation; the split is the same for all) as "
+    "the mean and its 95% Student-t interval, for a single run with its binomial standard error (SE) on the test "
+    "images. A - B is a difference in points with its 95% interval: paired t over the seeds both runs have, "
+    "Welch's t when their seeds differ, and for single runs the difference +- 2 standard errors of the "
+    "difference, since a gap below about twice that is not evidence. The verdict is \"within noise\" when "
+    "the interval holds 0, else the better run. Intervals from two seeds are wide (t = 12.7 at one degree of "
+    "freedom): \"within noise\" there means \"not shown\", not \"equal\".")
+
+
+def load_aggregates(aggregates_dir: Path, originals: list[str]) -> dict[str, dict[str, Any]]:
+    """Every original run's metrics over its replicates, as the aggregate stage wrote them."""
+    return {run: json.loads(require_input(aggregates_dir / f"{run}.json", "the aggregate stage").read_text())
+            for run in originals}
+
+
+def write_report(study: Study, *, metrics_dir: Path, aggregates_dir: Path, live_root: Path,
+                 quantile_dir: Path, weights_dir: Path, confusion_dir: Path, out_dir: Path) -> Path:
     """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study.
 
     Which runs there are and how they group into studies come from params.yaml; everything about each run
@@ -407,6 +570,8 @@ def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_d
     histories = {run: read_history(live_root / run) for run in runs}
     records = {run: read_run_record(live_root / run) for run in runs}
     configs = {run: RunConfig.from_record(records[run]["run"]) for run in runs}
+    replicates = replicate_groups(configs.values())
+    aggregates = load_aggregates(aggregates_dir, list(replicates))
     out_dir.mkdir(parents=True, exist_ok=True)
     best = max(runs, key=lambda r: metrics[r]["test"]["accuracy"])
     diverged = [r for r in runs if metrics[r]["status"] == "diverged"]
@@ -418,12 +583,14 @@ def write_report(study: Study, *, metrics_dir: Path, live_root: Path, quantile_d
         f"the best test accuracy is {_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
         + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
         f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        "from `metrics/` (scores), `plots/live/` (settings, curves, times) and `plots/confusion/` by the "
+        "from `metrics/` (scores), `aggregates/` (scores over replicates), `plots/live/` (settings, curves, times) "
+        "and `plots/confusion/` by the "
         "`report` stage; no number here is typed in.", "",
-        *provenance_notes(study, configs, records)]
+        *provenance_notes(study, configs, records), READING_THE_COMPARISONS, ""]
     for name, names in study.runs_by_study().items():
         title, section = SECTIONS.get(name, (f"Study {name}", generic_section))
-        view = StudyView(name, names, configs, metrics, histories, weights_dir, quantile_dir, out_dir)
+        view = StudyView(name, names, {run: replicates[run] for run in names if run in replicates}, configs,
+                         metrics, aggregates, histories, weights_dir, quantile_dir, out_dir)
         sections += [f"## {title} (study `{name}`)", "", *section(view), *confusion_matrix_lines(view, confusion_dir)]
     sections.append(parameters_section(configs, records, study))
     path = out_dir / "report.md"

@@ -8,8 +8,9 @@ no spread to estimate, and a score's binomial standard error is the only yardsti
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,3 +93,33 @@ def single_run_difference(a: float, b: float, images: int) -> Difference:
     difference (independent errors assumed), the yardstick when there are no replicates."""
     se = math.sqrt(binomial_se(a, images) ** 2 + binomial_se(b, images) ** 2)
     return Difference(a - b, a - b - 2 * se, a - b + 2 * se, "binomial SE")
+
+
+def compare(a: Mapping[int, float], b: Mapping[int, float], images: int) -> Difference:
+    """A - B of one accuracy of two runs, each given per seed of its replicates, by the strongest test the
+    replicates allow: paired t over the seeds both have (two or more), else Welch's t (two replicates or
+    more of each), else +-2 binomial standard errors of the difference of their means on `images`."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) >= 2:
+        difference = paired_difference([a[seed] for seed in shared], [b[seed] for seed in shared])
+        return dataclasses.replace(difference, test=f"paired t, {len(shared)} seeds")
+    if len(a) >= 2 and len(b) >= 2:
+        difference = welch_difference(list(a.values()), list(b.values()))
+        return dataclasses.replace(difference, test=f"Welch t, {len(a)} and {len(b)} seeds")
+    return single_run_difference(float(np.mean(list(a.values()))), float(np.mean(list(b.values()))), images)
+
+
+def compare_changes(a_changed: Mapping[int, float], a_base: Mapping[int, float], b_changed: Mapping[int, float],
+                    b_base: Mapping[int, float], images: int) -> Difference:
+    """How much more A's accuracy moves than B's under the same change (A changed - A base) - (B changed -
+    B base), each given per seed: paired t over the seeds all four runs have (two or more), else +-2
+    binomial standard errors of the four means (independent errors assumed)."""
+    shared = sorted(set(a_changed) & set(a_base) & set(b_changed) & set(b_base))
+    if len(shared) >= 2:
+        difference = paired_difference([a_changed[s] - a_base[s] for s in shared],
+                                       [b_changed[s] - b_base[s] for s in shared])
+        return dataclasses.replace(difference, test=f"paired t, {len(shared)} seeds")
+    means = [float(np.mean(list(runs.values()))) for runs in (a_changed, a_base, b_changed, b_base)]
+    change = (means[0] - means[1]) - (means[2] - means[3])
+    se = math.sqrt(sum(binomial_se(m, images) ** 2 for m in means))
+    return Difference(change, change - 2 * se, change + 2 * se, "binomial SE")

@@ -318,9 +318,11 @@ def start_line(run: RunConfig, device: torch.device, train_images: int, val_imag
     m, t = run.model, run.train
     lr_rule = (f"{t.lr:g} x {t.batch_size}/{t.lr_reference_batch}, linear scaling" if t.lr_scaling == "linear"
                else "as given")
-    line = (f"{run.name}: {MODELS[m.arch].label(m.options)}, norm {m.norm}, {m.activation}, on "
+    replicate = f" (replicate {run.replicate} of {run.replicate_of})" if run.replicate_of else ""
+    line = (f"{run.name}{replicate}: {MODELS[m.arch].label(m.options)}, norm {m.norm}, {m.activation}, on "
             f"{describe_device(device)} | {train_images:,} train and {val_images:,} val images, "
-            f"{steps_per_epoch} steps of {t.batch_size} per epoch, {t.epochs} epochs | {t.optimizer} lr "
+            f"{steps_per_epoch} steps of {t.batch_size} per epoch, {t.epochs} epochs, seed {run.seed} | "
+            f"{t.optimizer} lr "
             f"{t.effective_lr:g} ({lr_rule}), {describe_schedule(t)}")
     if run.profile_overrides:
         line += f" | profile {run.profile} overrides {run.describe_overrides()}"
