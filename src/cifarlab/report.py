@@ -142,11 +142,10 @@ def sanity_section(view: StudyView) -> list[str]:
 
 
 def _seed_counts(view: StudyView, a: str, b: str) -> str:
-    counts = {len(view.replicates[a]), len(view.replicates[b])}
-    if counts == {1}:
-        return "one seed each"
-    return f"{counts.pop()} seeds each" if len(counts) == 1 else \
-        f"{len(view.replicates[a])} and {len(view.replicates[b])} seeds"
+    counts = (len(view.replicates[a]), len(view.replicates[b]))
+    if counts[0] != counts[1]:
+        return f"{counts[0]} and {counts[1]} seeds"
+    return "one seed each" if counts[0] == 1 else f"{counts[0]} seeds each"
 
 
 def batch_size_section(view: StudyView) -> list[str]:
@@ -182,17 +181,15 @@ def batch_size_section(view: StudyView) -> list[str]:
 def batch_sensitivity(view: StudyView, pairs: list[tuple[str, str]]) -> list[str]:
     """Whether one norm's accuracy moves more than another's under the same change of batch size: the
     difference of their changes, against the first norm's (the baseline's where it was run)."""
-    def by_seed(run: str) -> dict[int, float]:
-        return {view.configs[name].seed: view.metrics[name]["test"]["accuracy"] for name in view.replicates[run]}
-
     def batches(pair: tuple[str, str]) -> tuple[int, int]:
         return tuple(view.configs[run].train.batch_size for run in pair)
 
+    same_change = [(pair, reference) for i, reference in enumerate(pairs) for pair in pairs[i + 1:]
+                   if batches(pair) == batches(reference)]
     lines = []
-    for (small, large), (ref_small, ref_large) in [(pair, ref) for i, ref in enumerate(pairs) for pair in pairs[i + 1:]
-                                                   if batches(pair) == batches(ref)]:
+    for (small, large), (ref_small, ref_large) in same_change:
         norm, reference = view.configs[small].model.norm, view.configs[ref_small].model.norm
-        difference = compare_changes(by_seed(small), by_seed(large), by_seed(ref_small), by_seed(ref_large),
+        difference = compare_changes(*(_accuracy_by_seed(view, run) for run in (small, large, ref_small, ref_large)),
                                      images=view.metrics[small]["test"]["images"])
         verdict = difference.verdict("a", "b")
         said = {"within noise": "within noise: no evidence that either is more sensitive to the batch size",
@@ -311,12 +308,14 @@ def _accuracy_cell(view: StudyView, run: str) -> str:
     return f"{_pct(summary['mean'])} ± {_pct(binomial_se(summary['mean'], images))} SE"
 
 
+def _accuracy_by_seed(view: StudyView, run: str) -> dict[int, float]:
+    """The test accuracy of each replicate of `run`, by its seed."""
+    return {view.configs[name].seed: view.metrics[name]["test"]["accuracy"] for name in view.replicates[run]}
+
+
 def _difference(view: StudyView, a: str, b: str) -> Difference:
     """A - B in test accuracy over the replicates of each (see `stats.compare`)."""
-    def by_seed(run: str) -> dict[int, float]:
-        return {view.configs[name].seed: view.metrics[name]["test"]["accuracy"] for name in view.replicates[run]}
-
-    return compare(by_seed(a), by_seed(b), images=view.metrics[a]["test"]["images"])
+    return compare(_accuracy_by_seed(view, a), _accuracy_by_seed(view, b), images=view.metrics[a]["test"]["images"])
 
 
 def comparison_rows(view: StudyView, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
