@@ -224,7 +224,7 @@ def test_a_replicate_trains_its_original_with_the_seed_plus_its_number_on_the_sa
     assert (replicate.seed, original.seed, study.seed) == (8, 5, 5)  # the split keeps the top-level seed
     assert study.runs["bn-128-r1"].seed == study.runs["torch_bn-128-r1"].seed == 6  # replicate k pairs by seed
     assert (replicate.model, replicate.train) == (original.model, original.train)
-    assert replicate.variant == "gn-8" and original.variant == "gn-8"
+    assert replicate.original == "gn-8" and original.original == "gn-8"
     assert study.replicates()["gn-8"] == ["gn-8", "gn-8-r1", "gn-8-r3"]
     assert replicate.fingerprint() != original.fingerprint()  # another seed: its own resume state
     assert RunConfig.from_record(replicate.to_record()) == replicate
@@ -236,7 +236,7 @@ def test_a_replicate_trains_its_original_with_the_seed_plus_its_number_on_the_sa
      "runs.x.replicate_of: 'gn-8-r1' is itself a replicate of 'gn-8'; name the original run"),
     ({"replicate_of": "gn-8", "replicate": 2, "batch_size": 128},
      "runs.x: a replicate of gn-8 trains with its settings and another seed only; differs in "
-     "train.batch_size 128 vs 8"),
+     "train.batch_size 128 here, 8 in gn-8"),
     ({"replicate_of": "gn-8", "replicate": 1},
      "runs.x.replicate: 1 is the number of gn-8-r1 as well; each replicate of gn-8 needs a number of its own"),
     ({"replicate_of": "gn-8", "replicate": 0},
@@ -271,4 +271,11 @@ def test_replicates_are_checked_after_the_profile_so_a_quick_replicate_matches_a
 def test_an_original_edited_without_its_replicates_is_refused_before_anything_runs(params):
     params["runs"]["gn-8"]["lr"] = 0.05
     assert error_of(params) == ("runs.gn-8-r1: a replicate of gn-8 trains with its settings and another seed only; "
-                                "differs in train.lr 0.1 vs 0.05")
+                                "differs in train.lr 0.1 here, 0.05 in gn-8")
+
+
+def test_a_replicate_listed_above_its_original_is_refused(params):
+    runs = params["runs"]
+    params["runs"] = {"bn-128-r1": runs.pop("bn-128-r1"), **runs}
+    assert error_of(params) == ("runs.bn-128-r1.replicate_of: list bn-128 above its replicates in runs: (the report "
+                                "takes a study's first run as its baseline)")

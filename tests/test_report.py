@@ -183,15 +183,41 @@ def test_single_runs_are_compared_by_twice_the_binomial_standard_error(tmp_path)
 
 
 def test_the_sanity_check_says_whether_the_twins_are_distinguishable_and_the_curve_gap_in_spreads(tmp_path):
-    curves = {"bn-128": [0.60, 0.40], "bn-128-r1": [0.62, 0.42], "bn-128-r2": [0.64, 0.44],
-              "torch_bn-128": [0.61, 0.40], "torch_bn-128-r1": [0.63, 0.42], "torch_bn-128-r2": [0.65, 0.44]}
+    # epoch 1: means 0.62 and 0.63, both spread 0.02 (the largest ratio, 0.5); epoch 2: a gap of 2 points
+    # against a spread of 0.1 (ratio 0.2). The gap is reported where it is largest, with the spread there.
+    curves = {"bn-128": [0.60, 0.30], "bn-128-r1": [0.62, 0.40], "bn-128-r2": [0.64, 0.50],
+              "torch_bn-128": [0.61, 0.32], "torch_bn-128-r1": [0.63, 0.42], "torch_bn-128-r2": [0.65, 0.52]}
     accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
                   "torch_bn-128": 0.52, "torch_bn-128-r1": 0.58, "torch_bn-128-r2": 0.71}
     text = "\n".join(sanity_section(_view(tmp_path, PAIR, accuracies, curves)))
     assert "`bn-128` vs `torch_bn-128` (3 seeds each)" in text and "**not distinguishable**" in text
-    # epoch 1: means 0.62 and 0.63, both with standard deviation 0.02: a gap of 0.5 standard deviations
-    assert "largest gap between their mean validation-error curves: 1.00 points (epoch 1)" in text
-    assert "the largest gap is 0.50 standard deviations (epoch 1)" in text
+    assert ("largest gap between their mean validation-error curves: 2.00 points (epoch 2), 0.20 seed-to-seed "
+            "standard deviations (10.00 points) there.") in text
+
+
+def test_the_curve_gap_counts_only_epochs_every_replicate_reached(tmp_path):
+    curves = {name: [0.60, 0.50] for name in PAIR}
+    curves["bn-128-r2"] = [0.60]  # stopped early; epoch 2's mean would rest on fewer seeds
+    curves["torch_bn-128"] = [0.61, 0.10]
+    text = "\n".join(sanity_section(_view(tmp_path, PAIR, {name: 0.5 for name in PAIR}, curves)))
+    assert "curves: 0.33 points (epoch 1)" in text  # epoch 2's 13-point gap is left out
+
+
+def test_one_replicate_against_three_is_compared_by_the_binomial_error(tmp_path):
+    runs = {name: entry for name, entry in PAIR.items() if not name.startswith("torch_bn-128-")}
+    accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70, "torch_bn-128": 0.62}
+    view = _view(tmp_path, runs, accuracies, {name: [0.5] for name in runs})
+    row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
+    assert row["test"] == "binomial SE" and row["A - B (points) [95% interval]"].startswith("+2.00 [")
+
+
+def test_an_accuracy_cell_clips_its_interval_and_says_when_the_seeds_agree(tmp_path):
+    accuracies = {"bn-128": 0.05, "bn-128-r1": 0.95, "bn-128-r2": 0.50, "torch_bn-128": 0.4, "torch_bn-128-r1": 0.4,
+                  "torch_bn-128-r2": 0.4}
+    view = _view(tmp_path, PAIR, accuracies, {name: [0.5] for name in PAIR})
+    row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
+    assert row["B test accuracy"] == "50.00 [0.00, 100.00]"
+    assert row["A test accuracy"] == "40.00 (all 3 seeds)"
 
 
 def test_a_difference_in_batch_size_sensitivity_is_the_difference_of_the_two_changes(tmp_path):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 from scipy import stats
+
+from cifarlab.replicates import aggregate_metrics, band
 
 from cifarlab.stats import (
     Difference,
     binomial_se,
     compare,
+    compare_changes,
     paired_difference,
     single_run_difference,
     summarize,
@@ -92,16 +96,17 @@ def test_too_few_replicates_for_an_interval_are_refused():
         welch_difference([0.5], [0.4, 0.3])
 
 
-def test_compare_pairs_replicates_by_the_seeds_both_runs_have():
-    a, b = {0: 0.50, 1: 0.60, 2: 0.70}, {2: 0.69, 0: 0.48, 1: 0.59, 7: 0.10}  # seed 7 has no partner
+def test_compare_pairs_replicates_that_have_the_same_seeds():
+    a, b = {0: 0.50, 1: 0.60, 2: 0.70}, {2: 0.69, 0: 0.48, 1: 0.59}
     d = compare(a, b, images=1000)
     reference = stats.ttest_rel([0.50, 0.60, 0.70], [0.48, 0.59, 0.69]).confidence_interval(0.95)
     assert (d.low, d.high) == (pytest.approx(reference.low), pytest.approx(reference.high))
-    assert d.test == "paired t, 3 seeds"
+    assert d.test == "paired t, 3 seeds" and d.verdict("A", "B") == "within noise"  # 2, 1, 1 points: t is wide
 
 
-def test_compare_uses_welch_when_the_replicates_share_no_seeds():
-    d = compare({0: 0.5, 1: 0.6, 2: 0.7}, {3: 0.4, 4: 0.45, 5: 0.5}, images=1000)
+def test_compare_uses_welch_when_the_seed_sets_differ():
+    a, b = {0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.45, 5: 0.5}  # two shared seeds are not a pairing of all
+    d = compare(a, b, images=1000)
     reference = stats.ttest_ind([0.5, 0.6, 0.7], [0.4, 0.45, 0.5], equal_var=False).confidence_interval(0.95)
     assert (d.mean, d.low, d.high) == (pytest.approx(0.15), pytest.approx(reference.low), pytest.approx(reference.high))
     assert d.test == "Welch t, 3 and 3 seeds"
@@ -110,4 +115,52 @@ def test_compare_uses_welch_when_the_replicates_share_no_seeds():
 def test_compare_of_single_runs_gives_the_binomial_interval_of_the_difference():
     d = compare({0: 0.52}, {0: 0.50}, images=1000)
     assert d == single_run_difference(0.52, 0.50, 1000)
-    assert compare({0: 0.52, 1: 0.54}, {5: 0.50}, images=1000) == single_run_difference(0.53, 0.50, 1000)
+    assert compare({0: 0.52, 1: 0.54}, {0: 0.50}, images=1000) == single_run_difference(0.53, 0.50, 1000)
+
+
+def test_seeds_that_agree_to_the_image_fall_back_to_the_binomial_interval_instead_of_a_certain_verdict():
+    # one image in 100 better on both seeds: a paired t interval would be the point +1.00 and say "A better"
+    d = compare({0: 0.61, 1: 0.71}, {0: 0.60, 1: 0.70}, images=100)
+    assert d.test == "binomial SE (the seeds agree)" and d.verdict("A", "B") == "within noise"
+    se = math.sqrt(0.66 * 0.34 / 100 + 0.65 * 0.35 / 100)
+    assert (d.low, d.high) == (pytest.approx(0.01 - 2 * se), pytest.approx(0.01 + 2 * se))
+    assert compare({0: 0.6, 1: 0.6}, {2: 0.5, 3: 0.5}, images=100).test == "binomial SE (the seeds agree)"
+
+
+def test_a_change_compared_across_two_runs_is_paired_by_seed():
+    # batch 8 vs 128: gn moves by +1 and +3 points, bn by -5 and -2
+    gn8, gn128, bn8, bn128 = {0: 0.56, 1: 0.60}, {0: 0.55, 1: 0.57}, {0: 0.50, 1: 0.56}, {0: 0.55, 1: 0.58}
+    d = compare_changes(gn8, gn128, bn8, bn128, images=1000)
+    reference = stats.ttest_rel([0.01, 0.03], [-0.05, -0.02]).confidence_interval(0.95)
+    assert d.mean == pytest.approx(0.055)
+    assert (d.low, d.high) == (pytest.approx(reference.low), pytest.approx(reference.high))
+    assert d.test == "paired t, 2 seeds"
+
+
+def test_a_change_of_single_runs_has_the_binomial_error_of_all_four():
+    accuracies = (0.54, 0.55, 0.50, 0.60)
+    d = compare_changes(*({0: a} for a in accuracies), images=1000)
+    se = math.sqrt(sum(a * (1 - a) / 1000 for a in accuracies))
+    assert d.mean == pytest.approx(0.09)
+    assert (d.low, d.high, d.test) == (pytest.approx(0.09 - 2 * se), pytest.approx(0.09 + 2 * se), "binomial SE")
+
+
+def test_an_aggregate_summarizes_every_metric_any_replicate_has_and_counts_the_diverged():
+    first = {"status": "diverged", "best_val_accuracy": None, "test": {"accuracy": 0.1, "loss": math.inf}}
+    second = {"status": "completed", "best_val_accuracy": 0.5, "test": {"accuracy": 0.3, "loss": 2.0}}
+    aggregate = aggregate_metrics([first, second], seeds=[0, 1])
+    assert (aggregate["replicates"], aggregate["seeds"], aggregate["diverged"]) == (2, [0, 1], 1)
+    assert aggregate["best_val_accuracy"] == {"mean": 0.5, "std": None, "low": None, "high": None, "count": 1}
+    assert aggregate["test"]["loss"]["count"] == 1  # the infinite loss is not averaged in
+    accuracy = aggregate["test"]["accuracy"]
+    assert (accuracy["mean"], accuracy["count"]) == (pytest.approx(0.2), 2)
+    assert accuracy["std"] == pytest.approx(math.sqrt(0.02))
+
+
+def test_a_band_is_the_mean_with_one_standard_deviation_and_none_where_one_replicate_is_left():
+    long, short = pd.DataFrame({"val_error": [0.6, 0.4, 0.3]}), pd.DataFrame({"val_error": [0.4, 0.2]})
+    curve = band([long, short], "val_error")
+    assert curve["value"].tolist() == pytest.approx([0.5, 0.3, 0.3])
+    assert curve["high"].iloc[:2].tolist() == pytest.approx([0.5 + math.sqrt(0.02), 0.3 + math.sqrt(0.02)])
+    assert curve["replicates"].tolist() == [2, 2, 1]
+    assert math.isnan(curve["low"].iloc[2]) and math.isnan(curve["high"].iloc[2])

@@ -127,9 +127,15 @@ class RunConfig:
     NOT_SHAPING = ("study", "profile", "profile_overrides", "replicate_of", "replicate")
 
     @property
-    def variant(self) -> str:
+    def original(self) -> str:
         """The run whose replicates this is one of (itself for an original): what the report compares."""
         return self.replicate_of or self.name
+
+    def setting_differences(self, other: RunConfig) -> list[tuple[str, str, Any, Any]]:
+        """(section, key, ours, theirs) for every model and train key whose value differs from `other`'s."""
+        return [(section, f.name, getattr(getattr(self, section), f.name), getattr(getattr(other, section), f.name))
+                for section in ("model", "train") for f in dataclasses.fields(getattr(self, section))
+                if getattr(getattr(self, section), f.name) != getattr(getattr(other, section), f.name)]
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the run's training, to refuse stale resume state."""
@@ -189,10 +195,10 @@ class Study:
 
 
 def replicate_groups(configs: Iterable[RunConfig]) -> dict[str, list[str]]:
-    """Run names grouped by the run they replicate (see `RunConfig.variant`), in the order given."""
+    """Run names grouped by the run they replicate (see `RunConfig.original`), in the order given."""
     groups: dict[str, list[str]] = {}
     for config in configs:
-        groups.setdefault(config.variant, []).append(config.name)
+        groups.setdefault(config.original, []).append(config.name)
     return groups
 
 
@@ -247,8 +253,9 @@ def load_study(params: Mapping) -> Study:
 
 
 def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
-    """A replicate names an original run of its study, trains with exactly its settings, and has a seed of
-    its own among that run's replicates."""
+    """A replicate names an original run of its study listed above it, trains with exactly its settings,
+    and has a number of its own among that run's replicates."""
+    order = list(runs)
     for name, run in runs.items():
         if not run.replicate_of:
             continue
@@ -256,19 +263,20 @@ def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
         original = runs.get(run.replicate_of)
         if original is None:
             raise CifarlabError(f"{key}: no run named '{run.replicate_of}'")
+        if order.index(run.replicate_of) > order.index(name):
+            raise CifarlabError(f"{key}: list {run.replicate_of} above its replicates in runs: (the report takes "
+                                "a study's first run as its baseline)")
         if original.replicate_of:
             raise CifarlabError(f"{key}: '{run.replicate_of}' is itself a replicate of '{original.replicate_of}'; "
                                 "name the original run")
         if original.study != run.study:
             raise CifarlabError(f"runs.{name}.study: a replicate is in its original's study "
                                 f"'{original.study}', got '{run.study}'")
-        differences = [f"{section}.{f.name} {getattr(getattr(run, section), f.name)!r} vs "
-                       f"{getattr(getattr(original, section), f.name)!r}"
-                       for section in ("model", "train") for f in dataclasses.fields(getattr(run, section))
-                       if getattr(getattr(run, section), f.name) != getattr(getattr(original, section), f.name)]
+        differences = [f"{section}.{key} {ours!r} here, {theirs!r} in {run.replicate_of}"
+                       for section, key, ours, theirs in run.setting_differences(original)]
         if differences:
             raise CifarlabError(f"runs.{name}: a replicate of {run.replicate_of} trains with its settings and "
-                                f"another seed only; differs in {', '.join(differences)}")
+                                f"another seed only; differs in {'; '.join(differences)}")
     for original, names in replicate_groups(runs.values()).items():
         seen: dict[int, str] = {}
         for name in names:

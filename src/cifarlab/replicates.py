@@ -2,7 +2,7 @@
 
 The aggregate stage writes `aggregates/<run>.json` for every original run (its replicates folded in);
 the curves stage and the report draw each run's curves as the mean over its replicates with a band of
-one standard deviation either side (seed-to-seed spread; a single replicate has none).
+one standard deviation either side (seed-to-seed spread), where two replicates or more reached the epoch.
 """
 
 from __future__ import annotations
@@ -32,16 +32,22 @@ def _finite_or_none(value: float) -> float | None:
 
 def aggregate_metrics(per_replicate: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
     """One run's metrics over its replicates: per metric its mean, standard deviation (ddof=1), count and
-    95% t interval of the mean, nested like the metrics files (`test.accuracy.mean`)."""
+    95% t interval of the mean over the replicates that have a finite value (a run that diverged before
+    its first epoch has no best validation accuracy), nested like the metrics files (`test.accuracy.mean`);
+    and how many replicates diverged, since their scores are averaged in with the others'."""
     flat = [numeric_metrics(m) for m in per_replicate]
-    aggregate: dict[str, Any] = {"replicates": len(flat), "seeds": list(seeds)}
-    for key in flat[0]:
-        summary = summarize([values[key] for values in flat if key in values])
+    aggregate: dict[str, Any] = {"replicates": len(flat), "seeds": list(seeds),
+                                 "diverged": sum(m.get("status") == "diverged" for m in per_replicate)}
+    for key in dict.fromkeys(key for values in flat for key in values):
+        present = [values[key] for values in flat if math.isfinite(values.get(key, math.nan))]
+        summary = summarize(present) if present else None
         node = aggregate
         for part in key.split("."):
             node = node.setdefault(part, {})
-        node.update(mean=summary.mean, std=_finite_or_none(summary.std), count=summary.count,
-                    low=_finite_or_none(summary.low), high=_finite_or_none(summary.high))
+        node.update(dict.fromkeys(("mean", "std", "low", "high")), count=len(present))
+        if summary:
+            node.update(mean=summary.mean, std=_finite_or_none(summary.std), low=_finite_or_none(summary.low),
+                        high=_finite_or_none(summary.high))
     return aggregate
 
 
@@ -60,8 +66,9 @@ def write_aggregates(replicates: Mapping[str, Sequence[str]], seeds: Mapping[str
 
 def band(histories: Sequence[pd.DataFrame], column: str) -> pd.DataFrame:
     """One curve over replicates, per epoch: value (the mean), low and high (one standard deviation either
-    side) and replicates (how many reached that epoch: early stopping may end some sooner)."""
+    side; NaN, no band, where fewer than two replicates have the epoch) and replicates (how many reached
+    that epoch: early stopping may end some sooner)."""
     table = pd.concat([history[column] for history in histories], axis=1)
-    mean, std = table.mean(axis=1), table.std(axis=1, ddof=1).fillna(0.0)
+    mean, std = table.mean(axis=1), table.std(axis=1, ddof=1)
     return pd.DataFrame({"epoch": table.index, "value": mean.values, "low": (mean - std).values,
                          "high": (mean + std).values, "replicates": table.count(axis=1).values})

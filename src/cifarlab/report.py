@@ -100,20 +100,25 @@ def _runs_with(configs: Mapping[str, RunConfig], originals: list[str], norm: str
 
 
 def curve_gap(view: StudyView, a: str, b: str, column: str = "val_error") -> str:
-    """The largest per-epoch gap between two runs' mean curves, and the gap measured in seed-to-seed
-    standard deviations (pooled over the two runs' replicates) where it is largest."""
-    bands = [band([view.histories[r] for r in view.replicates[run]], column).set_index("epoch") for run in (a, b)]
-    gap = (bands[0]["value"] - bands[1]["value"]).abs().dropna()
-    text = (f"largest gap between their mean validation-error curves: {100 * gap.max():.2f} points "
-            f"(epoch {gap.idxmax()})")
-    if min(len(view.replicates[a]), len(view.replicates[b])) < 2:
-        return text + "; with one replicate there is no seed-to-seed spread to measure it against"
-    spread = ((bands[0]["high"] - bands[0]["value"]) ** 2 + (bands[1]["high"] - bands[1]["value"]) ** 2) / 2
-    ratio = (gap / spread.pow(0.5)).replace(math.inf, math.nan).dropna()
-    if ratio.empty:
-        return text + "; the replicates of each agree exactly, so there is no spread to measure it against"
-    return (text + f"; measured against the seed-to-seed standard deviation (pooled) the largest gap is "
-            f"{ratio.max():.2f} standard deviations (epoch {ratio.idxmax()})")
+    """The largest per-epoch gap between two runs' mean curves, over the epochs every replicate of both
+    reached, and that gap in seed-to-seed standard deviations at its epoch (the pooled spread of the
+    runs that have two replicates or more)."""
+    histories = [[view.histories[r] for r in view.replicates[run]] for run in (a, b)]
+    bands = [band(h, column).set_index("epoch") for h in histories]
+    everyone = bands[0]["replicates"].eq(len(histories[0])) & bands[1]["replicates"].eq(len(histories[1]))
+    gap = (bands[0]["value"] - bands[1]["value"]).abs()[everyone].dropna()
+    if gap.empty:
+        return "no epoch that every replicate of both reached"
+    epoch = gap.idxmax()
+    text = f"largest gap between their mean validation-error curves: {100 * gap[epoch]:.2f} points (epoch {epoch})"
+    variances = [(run_band.loc[epoch, "high"] - run_band.loc[epoch, "value"]) ** 2 for run_band in bands
+                 if math.isfinite(run_band.loc[epoch, "high"])]
+    if not variances:
+        return text + "; with one replicate each there is no seed-to-seed spread to measure it against"
+    spread = math.sqrt(sum(variances) / len(variances))
+    if spread == 0.0:
+        return text + "; the replicates agree exactly there, so there is no spread to measure it against"
+    return text + f", {gap[epoch] / spread:.2f} seed-to-seed standard deviations ({100 * spread:.2f} points) there"
 
 
 def sanity_section(view: StudyView) -> list[str]:
@@ -131,12 +136,11 @@ def sanity_section(view: StudyView) -> list[str]:
               "floating-point summation order, which training amplifies.", ""]
     for scratch, builtin in pairs:
         difference = _difference(view, scratch, builtin)
-        same = difference.verdict("a", "b") == "within noise"
         lines += [f"- `{scratch}` vs `{builtin}` ({_seed_counts(view, scratch, builtin)}): test accuracy "
                   f"{_accuracy_cell(view, scratch)} vs "
                   f"{_accuracy_cell(view, builtin)}; difference {_signed_points(difference.mean)} points "
                   f"{_interval(difference)} ({difference.test}): **"
-                  + ("not distinguishable" if same else "distinguishable")
+                  + ("distinguishable" if difference.better else "not distinguishable")
                   + f"**; {curve_gap(view, scratch, builtin)}."]
     return lines + [""]
 
@@ -180,7 +184,7 @@ def batch_size_section(view: StudyView) -> list[str]:
 
 def batch_sensitivity(view: StudyView, pairs: list[tuple[str, str]]) -> list[str]:
     """Whether one norm's accuracy moves more than another's under the same change of batch size: the
-    difference of their changes, against the first norm's (the baseline's where it was run)."""
+    difference of their changes, for every two norms compared at the same two batch sizes."""
     def batches(pair: tuple[str, str]) -> tuple[int, int]:
         return tuple(view.configs[run].train.batch_size for run in pair)
 
@@ -191,10 +195,9 @@ def batch_sensitivity(view: StudyView, pairs: list[tuple[str, str]]) -> list[str
         norm, reference = view.configs[small].model.norm, view.configs[ref_small].model.norm
         difference = compare_changes(*(_accuracy_by_seed(view, run) for run in (small, large, ref_small, ref_large)),
                                      images=view.metrics[small]["test"]["images"])
-        verdict = difference.verdict("a", "b")
-        said = {"within noise": "within noise: no evidence that either is more sensitive to the batch size",
-                "a better": f"`{norm}` gains more (or loses less) from the smaller batch",
-                "b better": f"`{reference}` gains more (or loses less) from the smaller batch"}[verdict]
+        said = {0: "within noise: no evidence that either is more sensitive to the batch size",
+                1: f"`{norm}` gains more (or loses less) from the smaller batch",
+                -1: f"`{reference}` gains more (or loses less) from the smaller batch"}[difference.better]
         lines.append(f"- From batch {batches((small, large))[1]} to {batches((small, large))[0]}, `{norm}` changes by "
                      f"{_signed_points(_difference(view, small, large).mean)} points and `{reference}` by "
                      f"{_signed_points(_difference(view, ref_small, ref_large).mean)}; the difference of the changes "
@@ -301,10 +304,11 @@ def _interval(difference: Difference) -> str:
 def _accuracy_cell(view: StudyView, run: str) -> str:
     """Test accuracy in percent: over replicates the mean and its 95% t interval, for a single run the
     binomial standard error."""
-    summary = view.aggregates[run]["test"]["accuracy"]
-    if summary["count"] > 1:
-        return f"{_pct(summary['mean'])} [{_pct(summary['low'])}, {_pct(summary['high'])}]"
-    images = view.metrics[run]["test"]["images"]
+    summary, images = view.aggregates[run]["test"]["accuracy"], view.metrics[run]["test"]["images"]
+    if summary["count"] > 1 and summary["std"] < 0.5 / images:  # the same count of images right on every seed
+        return f"{_pct(summary['mean'])} (all {summary['count']} seeds)"
+    if summary["count"] > 1:  # clipped: a t interval from two seeds can reach past 0 or 100%
+        return f"{_pct(summary['mean'])} [{_pct(max(summary['low'], 0.0))}, {_pct(min(summary['high'], 1.0))}]"
     return f"{_pct(summary['mean'])} ± {_pct(binomial_se(summary['mean'], images))} SE"
 
 
@@ -392,13 +396,8 @@ def _generic_body(view: StudyView, title: str) -> list[str]:
 
 def changed_settings(config: RunConfig, baseline: RunConfig) -> str:
     """The model and training keys in which `config` differs from `baseline`, as key=value."""
-    changes = []
-    for section in ("model", "train"):
-        ours, theirs = getattr(config, section), getattr(baseline, section)
-        for f in dataclasses.fields(ours):
-            if getattr(ours, f.name) != getattr(theirs, f.name):
-                value = getattr(ours, f.name)
-                changes.append(f"{f.name}={value!r}" if dataclasses.is_dataclass(value) else f"{f.name}={value}")
+    changes = [f"{key}={value!r}" if dataclasses.is_dataclass(value) else f"{key}={value}"
+               for _, key, value, _ in config.setting_differences(baseline)]
     return ", ".join(changes) or "(the baseline)"
 
 
@@ -544,11 +543,14 @@ READING_THE_COMPARISONS = (
     "How to read the comparisons: test accuracy is given in percent, for a run with replicates (the same "
     "settings, another seed for initialisation, data order and augmentation; the split is the same for all) as "
     "the mean and its 95% Student-t interval, for a single run with its binomial standard error (SE) on the test "
-    "images. A - B is a difference in points with its 95% interval: paired t over the seeds both runs have, "
-    "Welch's t when their seeds differ, and for single runs the difference +- 2 standard errors of the "
-    "difference, since a gap below about twice that is not evidence. The verdict is \"within noise\" when "
-    "the interval holds 0, else the better run. Intervals from two seeds are wide (t = 12.7 at one degree of "
-    "freedom): \"within noise\" there means \"not shown\", not \"equal\".")
+    "images. A - B is a difference in points with its 95% interval: paired t over the seeds when both runs "
+    "have the same seeds, Welch's t when they have different ones, and when either is a single run (or the "
+    "seeds agree to the image) the difference +- 2 binomial standard errors of the difference, since a gap "
+    "below about twice that is not evidence; that yardstick measures test-set noise, not seed noise. The "
+    "verdict is \"within noise\" when the interval holds 0, else the better run. Intervals from two seeds "
+    "are wide (t = 12.7 at one degree of freedom): \"within noise\" there means \"not shown\", not "
+    "\"equal\". Each comparison is tested on its own at 95%: of twenty comparisons with no real difference, "
+    "about one will still read \"better\".")
 
 
 def load_aggregates(aggregates_dir: Path, originals: list[str]) -> dict[str, dict[str, Any]]:
@@ -572,14 +574,16 @@ def write_report(study: Study, *, metrics_dir: Path, aggregates_dir: Path, live_
     replicates = replicate_groups(configs.values())
     aggregates = load_aggregates(aggregates_dir, list(replicates))
     out_dir.mkdir(parents=True, exist_ok=True)
-    best = max(runs, key=lambda r: metrics[r]["test"]["accuracy"])
+    best = max(replicates, key=lambda r: aggregates[r]["test"]["accuracy"]["mean"])  # not the luckiest seed
     diverged = [r for r in runs if metrics[r]["status"] == "diverged"]
     devices = sorted({str(metrics[r].get("device", "?")) for r in runs})
     profiles = sorted({cfg.profile for cfg in configs.values()})
     sections = [
         "# cifarlab: study report", "",
-        f"{len(runs)} runs in {len(study.runs_by_study())} studies, profile {', '.join(f'`{p}`' for p in profiles)}; "
-        f"the best test accuracy is {_pct(metrics[best]['test']['accuracy'])}% (`{best}`)"
+        f"{len(replicates)} runs ({len(runs)} trainings with the replicates) in {len(study.runs_by_study())} "
+        f"studies, profile {', '.join(f'`{p}`' for p in profiles)}; the best test accuracy is "
+        f"{_pct(aggregates[best]['test']['accuracy']['mean'])}% (`{best}`"
+        + (f", mean of {len(replicates[best])} seeds)" if len(replicates[best]) > 1 else ")")
         + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
         f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         "from `metrics/` (scores), `aggregates/` (scores over replicates), `plots/live/` (settings, curves, times) "

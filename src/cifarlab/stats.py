@@ -51,13 +51,18 @@ class Difference:
     mean: float
     low: float
     high: float
-    test: str  # "paired t", "Welch t", or "binomial SE" (one replicate each)
+    test: str  # e.g. "paired t, 2 seeds", "Welch t, 3 and 2 seeds", "binomial SE"
+
+    @property
+    def better(self) -> int:
+        """1 when A is better (the interval lies above 0), -1 when B is, 0 when the interval holds 0."""
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low <= 0.0 <= self.high:
+            return 0
+        return 1 if self.low > 0 else -1
 
     def verdict(self, a: str, b: str) -> str:
-        """'within noise' when the interval holds 0, else which run is better (higher is better)."""
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low <= 0.0 <= self.high:
-            return "within noise"
-        return f"{a} better" if self.low > 0 else f"{b} better"
+        """'within noise', '<a> better' or '<b> better' (higher is better)."""
+        return {0: "within noise", 1: f"{a} better", -1: f"{b} better"}[self.better]
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
@@ -65,7 +70,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if d.size < 2:
         raise ValueError("a paired interval needs two pairs or more")
-    if np.all(d == d[0]):
+    if np.all(d == d[0]):  # SciPy's interval is NaN at zero spread; the t interval is then the point itself
         return Difference(float(d[0]), float(d[0]), float(d[0]), "paired t")
     interval = stats.ttest_rel(a, b).confidence_interval(CONFIDENCE)
     return Difference(float(d.mean()), float(interval.low), float(interval.high), "paired t")
@@ -76,7 +81,7 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size < 2 or y.size < 2:
         raise ValueError("Welch's interval needs two replicates of each run or more")
-    if x.std(ddof=1) == 0.0 and y.std(ddof=1) == 0.0:
+    if x.std(ddof=1) == 0.0 and y.std(ddof=1) == 0.0:  # as in paired_difference
         diff = float(x.mean() - y.mean())
         return Difference(diff, diff, diff, "Welch t")
     interval = stats.ttest_ind(x, y, equal_var=False).confidence_interval(CONFIDENCE)
@@ -88,38 +93,65 @@ def binomial_se(accuracy: float, images: int) -> float:
     return math.sqrt(accuracy * (1.0 - accuracy) / images)
 
 
+def binomial_difference(difference: float, accuracies: Sequence[float], images: int,
+                        test: str = "binomial SE") -> Difference:
+    """`difference` (a sum of +-`accuracies`) +- 2 standard errors, from the binomial errors of the
+    accuracies on `images` test images. It measures test-set noise only, not seed noise; and it treats
+    the runs' errors as independent, which overstates the noise of runs scored on the same images."""
+    se = math.sqrt(sum(binomial_se(accuracy, images) ** 2 for accuracy in accuracies))
+    return Difference(difference, difference - 2 * se, difference + 2 * se, test)
+
+
 def single_run_difference(a: float, b: float, images: int) -> Difference:
-    """A - B of two single runs' accuracies on the same `images`: +-2 binomial standard errors of the
-    difference (independent errors assumed), the yardstick when there are no replicates."""
-    se = math.sqrt(binomial_se(a, images) ** 2 + binomial_se(b, images) ** 2)
-    return Difference(a - b, a - b - 2 * se, a - b + 2 * se, "binomial SE")
+    """A - B of two single runs' accuracies on the same `images`: the yardstick without replicates."""
+    return binomial_difference(a - b, [a, b], images)
+
+
+def _mean(values: Mapping[int, float]) -> float:
+    return float(np.mean(list(values.values())))
+
+
+def _no_spread(values: Sequence[float], images: int) -> bool:
+    """Less than one test image apart: the seeds measured no spread, and a t interval would be a point."""
+    return float(np.ptp(values)) < 0.5 / images
+
+
+SEEDS_AGREE = "binomial SE (the seeds agree)"
 
 
 def compare(a: Mapping[int, float], b: Mapping[int, float], images: int) -> Difference:
     """A - B of one accuracy of two runs, each given per seed of its replicates, by the strongest test the
-    replicates allow: paired t over the seeds both have (two or more), else Welch's t (two replicates or
-    more of each), else +-2 binomial standard errors of the difference of their means on `images`."""
-    shared = sorted(set(a) & set(b))
-    if len(shared) >= 2:
-        difference = paired_difference([a[seed] for seed in shared], [b[seed] for seed in shared])
-        return dataclasses.replace(difference, test=f"paired t, {len(shared)} seeds")
+    replicates allow: paired t when both have the same two or more seeds, else Welch's t when each has
+    two or more, else (or when the seeds agree to within an image) +-2 binomial standard errors of the
+    difference of their means on `images`."""
+    means = [_mean(a), _mean(b)]
+    if set(a) == set(b) and len(a) >= 2:
+        seeds = sorted(a)
+        if _no_spread([a[seed] - b[seed] for seed in seeds], images):
+            return binomial_difference(means[0] - means[1], means, images, SEEDS_AGREE)
+        difference = paired_difference([a[seed] for seed in seeds], [b[seed] for seed in seeds])
+        return dataclasses.replace(difference, test=f"paired t, {len(seeds)} seeds")
     if len(a) >= 2 and len(b) >= 2:
+        if _no_spread(list(a.values()), images) and _no_spread(list(b.values()), images):
+            return binomial_difference(means[0] - means[1], means, images, SEEDS_AGREE)
         difference = welch_difference(list(a.values()), list(b.values()))
         return dataclasses.replace(difference, test=f"Welch t, {len(a)} and {len(b)} seeds")
-    return single_run_difference(float(np.mean(list(a.values()))), float(np.mean(list(b.values()))), images)
+    return binomial_difference(means[0] - means[1], means, images)
 
 
 def compare_changes(a_changed: Mapping[int, float], a_base: Mapping[int, float], b_changed: Mapping[int, float],
                     b_base: Mapping[int, float], images: int) -> Difference:
-    """How much more A's accuracy moves than B's under the same change (A changed - A base) - (B changed -
-    B base), each given per seed: paired t over the seeds all four runs have (two or more), else +-2
-    binomial standard errors of the four means (independent errors assumed)."""
-    shared = sorted(set(a_changed) & set(a_base) & set(b_changed) & set(b_base))
-    if len(shared) >= 2:
-        difference = paired_difference([a_changed[s] - a_base[s] for s in shared],
-                                       [b_changed[s] - b_base[s] for s in shared])
-        return dataclasses.replace(difference, test=f"paired t, {len(shared)} seeds")
-    means = [float(np.mean(list(runs.values()))) for runs in (a_changed, a_base, b_changed, b_base)]
+    """How much more A's accuracy moves than B's under the same change, (A changed - A base) - (B changed
+    - B base), each given per seed: paired t when all four runs have the same two or more seeds, else
+    +-2 binomial standard errors of the four means."""
+    runs = (a_changed, a_base, b_changed, b_base)
+    means = [_mean(run) for run in runs]
     change = (means[0] - means[1]) - (means[2] - means[3])
-    se = math.sqrt(sum(binomial_se(m, images) ** 2 for m in means))
-    return Difference(change, change - 2 * se, change + 2 * se, "binomial SE")
+    seeds = sorted(a_changed)
+    if len(seeds) >= 2 and all(set(run) == set(seeds) for run in runs):
+        changes_a = [a_changed[s] - a_base[s] for s in seeds]
+        changes_b = [b_changed[s] - b_base[s] for s in seeds]
+        if _no_spread([x - y for x, y in zip(changes_a, changes_b)], images):
+            return binomial_difference(change, means, images, SEEDS_AGREE)
+        return dataclasses.replace(paired_difference(changes_a, changes_b), test=f"paired t, {len(seeds)} seeds")
+    return binomial_difference(change, means, images)
