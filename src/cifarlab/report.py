@@ -33,7 +33,7 @@ from cifarlab.plots import (
 from cifarlab.profiler import profile_model
 from cifarlab.replicates import band
 from cifarlab.schedules import describe_schedule
-from cifarlab.stats import Difference, binomial_se, compare, compare_changes
+from cifarlab.stats import Difference, binomial_se, compare, compare_changes, within_one_image
 from cifarlab.tracking import read_live_summary, read_run_record
 
 SPLITS = ("train", "val", "test")
@@ -127,8 +127,7 @@ def sanity_section(view: StudyView) -> list[str]:
     lines = ["### Sanity check: built-in BatchNorm (`torch_bn`) vs from-scratch BatchNorm (`bn`)", ""]
     pairs = [(b, t) for t in _runs_with(configs, view.originals, SANITY_PAIR[0])
              for b in _runs_with(configs, view.originals, SANITY_PAIR[1])
-             if configs[t].train == configs[b].train
-             and dataclasses.replace(configs[t].model, norm="bn") == configs[b].model]
+             if configs[t].setting_differences(configs[b]) == [("model", "norm", *SANITY_PAIR)]]
     if not pairs:
         return lines + ["No pair of `torch_bn` and `bn` runs with the same settings in this study.", ""]
     lines += ["Same settings, and per seed the same initialisation and data order; only the norm's "
@@ -305,7 +304,7 @@ def _accuracy_cell(view: StudyView, run: str) -> str:
     """Test accuracy in percent: over replicates the mean and its 95% t interval, for a single run the
     binomial standard error."""
     summary, images = view.aggregates[run]["test"]["accuracy"], view.metrics[run]["test"]["images"]
-    if summary["count"] > 1 and summary["std"] < 0.5 / images:  # the same count of images right on every seed
+    if summary["count"] > 1 and within_one_image(summary["std"], images):
         return f"{_pct(summary['mean'])} (all {summary['count']} seeds)"
     if summary["count"] > 1:  # clipped: a t interval from two seeds can reach past 0 or 100%
         return f"{_pct(summary['mean'])} [{_pct(max(summary['low'], 0.0))}, {_pct(min(summary['high'], 1.0))}]"

@@ -111,9 +111,14 @@ def _mean(values: Mapping[int, float]) -> float:
     return float(np.mean(list(values.values())))
 
 
+def within_one_image(spread: float, images: int) -> bool:
+    """A spread of accuracies (range or standard deviation) below one test image's worth: the seeds
+    measured no spread, and a t interval from it would be a point that claims certainty."""
+    return spread < 0.5 / images
+
+
 def _no_spread(values: Sequence[float], images: int) -> bool:
-    """Less than one test image apart: the seeds measured no spread, and a t interval would be a point."""
-    return float(np.ptp(values)) < 0.5 / images
+    return within_one_image(float(np.ptp(values)), images)
 
 
 SEEDS_AGREE = "binomial SE (the seeds agree)"
