@@ -180,7 +180,8 @@ def test_a_second_repro_has_nothing_to_do(study_repo):
 def test_every_file_a_stage_wrote_is_a_declared_output(study_repo):
     lock = yaml.safe_load((study_repo / "dvc.lock").read_text())
     declared = [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
-    produced = [p.relative_to(study_repo).as_posix() for top in ("data", "models", "metrics", "plots", "report")
+    produced = [p.relative_to(study_repo).as_posix()
+                for top in ("data", "models", "metrics", "aggregates", "plots", "report")
                 for p in (study_repo / top).rglob("*") if p.is_file() and p.name != ".gitignore"]
     assert produced
     undeclared = [p for p in produced if not any(p == d or p.startswith(d + "/") for d in declared)]
