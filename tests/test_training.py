@@ -190,3 +190,22 @@ def test_the_start_line_names_a_replicate_its_original_and_its_seed():
     assert line.startswith("gn-8-r1 (replicate 1 of gn-8): ResNet-14")
     assert "5000 steps of 8 per epoch, 100 epochs, seed 1 |" in line
     assert "seed 0 |" in training.start_line(study.runs["gn-8"], torch.device("cpu"), 40000, 10000, 5000)
+
+
+# --- the model file ---------------------------------------------------------------------------------------
+
+
+def test_equal_weights_give_byte_identical_model_files_that_load_back(tmp_path):
+    """DVC hashes the model file: equal weights saved twice must hash alike, or evaluate reruns for nothing."""
+    from cifarlab.checkpoints import load_model, save_model
+
+    run = run_config(tmp_path / UNUSED)
+    torch.manual_seed(0)
+    model = build_model(run.model)
+    paths = [tmp_path / "first" / "x.pt", tmp_path / "second" / "x.pt"]
+    for path in paths:
+        save_model(path, model, run, summary={"best_epoch": 1}, data={"train_images": 30})
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    loaded, saved = load_model(paths[1], CPU)
+    assert saved["summary"] == {"best_epoch": 1}
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

@@ -18,9 +18,11 @@ from cifarlab.models import build_model
 def save_model(path: Path, model: nn.Module, run: RunConfig, summary: dict[str, Any],
                data: dict[str, Any]) -> None:
     """Write the best weights with everything evaluation needs, atomically."""
-    with atomic_path(path) as tmp:
+    # Saved through a file object: given a path, torch names the archive's records after the (random)
+    # temporary file, and equal weights would hash differently, so evaluate would rerun for nothing.
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
         torch.save({"model_state": model.state_dict(), "run": dataclasses.asdict(run),
-                    "summary": summary, "data": data}, tmp)
+                    "summary": summary, "data": data}, out)
 
 
 def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
