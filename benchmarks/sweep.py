@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def clone_with(params_update: dict, where: Path) -> Path:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(where)], check=True)
     params = yaml.safe_load((where / "params.yaml").read_text())
-    params.update(params_update)
-    params["data"] = {**params["data"], **params_update.get("data", {})}
+    params.update({**params_update, "data": {**params["data"], **params_update.get("data", {})}})
     (where / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return where
 
