@@ -56,6 +56,8 @@ def ray_overheads(tasks: int) -> dict[str, float]:
     """Seconds: a local Ray's start, an empty task's round trip, and the watching process's extra start-up."""
     import ray
 
+    from cifarlab.sweep import run_stopping_on_cancel
+
     start = time.perf_counter()
     ray.init(include_dashboard=False)
     started = time.perf_counter() - start
@@ -79,8 +81,7 @@ def ray_overheads(tasks: int) -> dict[str, float]:
             subprocess.run(noop, check=True)
             direct.append(time.perf_counter() - start)
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "cifarlab.sweep", "--supervise", f"{tmp}/log", "--", *noop],
-                           check=True)
+            run_stopping_on_cancel(noop, Path(tmp) / "log", Path(tmp), dict(os.environ))
             watched.append(time.perf_counter() - start)
     return {"ray_start_s": started, "task_round_trip_s": statistics.median(trips),
             "watcher_s": statistics.median(watched) - statistics.median(direct)}
@@ -107,18 +108,24 @@ def main() -> None:
 
     update = {"profile": args.profile, "data": {"source": args.data}}
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sweep-benchmark-"))
-    plain, swept = clone_with(update, work / "plain"), clone_with(update, work / "sweep")
+    plain, swept = (work / name if (work / name).exists() else clone_with(update, work / name)
+                    for name in ("plain", "sweep"))
     params = yaml.safe_load((plain / "params.yaml").read_text())
     runs = [name for name, entry in params["runs"].items() if args.study in (None, entry.get("study"))]
     plain_cmd = ["dvc", "repro"] if args.study is None else \
         ["dvc", "repro", *(f"evaluate@{run}" for run in runs)]
     sweep_cmd = [sys.executable, "-m", "cifarlab.sweep"] + (["--slots", str(args.slots)] if args.slots else []) \
         + (["--study", args.study] if args.study else [])
-    print(f"plain: {' '.join(plain_cmd)} in {plain}", flush=True)
-    plain_s = timed(plain_cmd, plain, work / "plain.log")
-    print(f"  {plain_s:.0f} s\nsweep: {' '.join(sweep_cmd[1:])} in {swept}", flush=True)
-    sweep_s = timed(sweep_cmd, swept, work / "sweep.log")
-    print(f"  {sweep_s:.0f} s", flush=True)
+    # A phase timed before in this --workdir is not run again: a failure later costs no rerun of an hour.
+    timings_file = work / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    for phase, cmd, repo in (("plain", plain_cmd, plain), ("sweep", sweep_cmd, swept)):
+        if phase not in timings:
+            print(f"{phase}: {' '.join(cmd)} in {repo}", flush=True)
+            timings[phase] = timed(cmd, repo, work / f"{phase}.log")
+            timings_file.write_text(json.dumps(timings) + "\n")
+        print(f"  {phase}: {timings[phase]:.0f} s", flush=True)
+    plain_s, sweep_s = timings["plain"], timings["sweep"]
 
     a, b = test_accuracies(plain, runs), test_accuracies(swept, runs)
     identical = [run for run in runs if (plain / "metrics" / f"{run}.json").read_bytes()
@@ -126,8 +133,10 @@ def main() -> None:
     gaps = {run: abs(a[run] - b[run]) for run in runs}
     outcomes = json.loads((swept / "logs" / "sweep" / "outcomes.json").read_text())
     overheads = ray_overheads(args.tasks)
-    threads = {json.loads((repo / "plots" / "live" / runs[0] / "metrics.json").read_text())["device"]
-               for repo in (plain, swept)}
+    plain_device, sweep_device = (json.loads((repo / "plots" / "live" / runs[0] / "metrics.json").read_text())["device"]
+                                  for repo in (plain, swept))
+    shown = ["--data", args.data, "--profile", args.profile] + (["--slots", str(args.slots)] if args.slots else []) \
+        + (["--study", args.study] if args.study else [])
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     lines = [
@@ -135,13 +144,13 @@ def main() -> None:
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; profile `{args.profile}` on "
         f"`{Path(args.data).name}`; {len(runs)} trainings" + (f" of study `{args.study}`" if args.study else "") + ".",
-        f"`python benchmarks/sweep.py {' '.join(sys.argv[1:])}`",
+        f"`python benchmarks/sweep.py {' '.join(shown)}`",
         "",
         "| | wall time | |",
         "| --- | ---: | --- |",
-        f"| `{' '.join(plain_cmd)}` | {plain_s:.0f} s | one run after another; torch: {sorted(threads)[0]} |",
+        f"| `{' '.join(plain_cmd)}` | {plain_s:.0f} s | one run after another; torch: {plain_device} |",
         f"| `python -m cifarlab.sweep{''.join(' ' + x for x in sweep_cmd[3:])}` | {sweep_s:.0f} s | "
-        f"{plain_s / sweep_s:.2f}x; torch: {sorted(threads)[-1]} |",
+        f"{plain_s / sweep_s:.2f}x faster; torch: {sweep_device} per run |",
         "",
         f"Metrics files byte-identical: {len(identical)} of {len(runs)}. Test accuracy, largest difference "
         f"{100 * max(gaps.values()):.2f} points, median {100 * statistics.median(gaps.values()):.2f} "
@@ -157,8 +166,9 @@ def main() -> None:
         f"- starting a local Ray: {overheads['ray_start_s']:.1f} s, once per sweep;",
         f"- an empty task's round trip (submit, run in a warm worker, result): "
         f"{1000 * overheads['task_round_trip_s']:.1f} ms (median of {args.tasks});",
-        f"- the process that watches each run's `dvc repro` (so that stopping the sweep stops the run): "
-        f"{1000 * overheads['watcher_s']:.0f} ms per run (median of {args.tasks}, over a bare Python start).",
+        f"- starting each run's `dvc repro` in a process group of its own and polling it, so that a stopped "
+        f"sweep can interrupt it: {1000 * overheads['watcher_s']:.0f} ms per run (median of {args.tasks}, over "
+        f"a plain `subprocess.run` of a bare Python start).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
