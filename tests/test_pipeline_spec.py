@@ -95,9 +95,15 @@ def test_the_report_declares_every_section_it_reads_runs_from():
     assert {"studies", "runs", "model", "train", "profiles", "profile"} <= set(DVC_YAML["stages"]["report"]["params"])
 
 
+def _declared(stage: str, section: str = "outs") -> dict[str, dict]:
+    """The stage's outputs of one section (outs, metrics, plots), each with its options."""
+    entries = stage_definitions()[stage].get(section, [])
+    return {next(iter(o)) if isinstance(o, dict) else o: (next(iter(o.values())) if isinstance(o, dict) else {})
+            for o in entries}
+
+
 def _outputs(stage: str) -> set[str]:
-    spec = stage_definitions()[stage]
-    return {next(iter(o)) if isinstance(o, dict) else o for o in spec["outs"]}
+    return {path for section in ("outs", "metrics", "plots") for path in _declared(stage, section)}
 
 
 def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_listing_it():
@@ -106,10 +112,21 @@ def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_lis
     assert "metrics/${key}.json" in _outputs("evaluate")
     assert _outputs("aggregate") == {"aggregates"}  # one file per original run, replicates folded in
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
-    assert set(plots) == {"plots/curves", "plots/curves-by-time", "plots/confusion"}
+    assert set(plots) == {"plots/curves", "plots/curves-by-time"}
     assert {"plots/curves", "plots/curves-by-time"} <= _outputs("curves")
-    assert "plots/confusion/${key}.csv" in _outputs("evaluate")
+    assert _declared("evaluate", "plots")["plots/confusion/${key}.csv"]["template"] == "confusion_counts"
     assert all(run not in (ROOT / "dvc.yaml").read_text() for run in RUNS)
+
+
+def test_train_and_evaluate_can_be_restored_from_the_run_cache():
+    """DVC saves no run cache for a stage with a persist output, or an uncached output that is neither a
+    metric nor a plot; the sweep's separate machines need it for both stages."""
+    for stage in ("train", "evaluate"):
+        outs = _declared(stage, "outs")
+        assert not any(options.get("persist") for options in outs.values())
+        assert all(options.get("cache", True) for options in outs.values())
+    assert "models/resume/${key}.pt" not in _outputs("train")  # scratch that DVC does not track
+    assert _declared("evaluate", "metrics") == {"metrics/${key}.json": {"cache": False}}  # kept in git
 
 
 def test_the_curve_plots_use_the_project_templates_that_colour_by_run_and_dash_by_revision():
