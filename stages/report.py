@@ -5,8 +5,9 @@ from pathlib import Path
 
 import _checkout  # noqa: F401  (before any cifarlab import)
 
-from cifarlab.cli import read_study, run_stage
-from cifarlab.report import write_report
+from cifarlab.cli import run_stage
+from cifarlab.config.records import read_study_settings
+from cifarlab.report.document import write_report
 
 
 def main(argv: list[str]) -> None:
@@ -18,8 +19,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--weights", type=Path, required=True, help="the evaluate stage's weight histograms")
     parser.add_argument("--confusion", type=Path, required=True, help="the evaluate stage's confusion matrices")
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--study", type=Path, required=True, help="the study's settings file, from check-params")
     args = parser.parse_args(argv)
-    path = write_report(read_study(), metrics_dir=args.metrics, aggregates_dir=args.aggregates,
+    path = write_report(read_study_settings(args.study), metrics_dir=args.metrics, aggregates_dir=args.aggregates,
                         live_root=args.live_root, quantile_dir=args.quantiles, weights_dir=args.weights,
                         confusion_dir=args.confusion, out_dir=args.out_dir)
     print(f"report: {path}")

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import _checkout  # noqa: F401  (before any cifarlab import)
 
-from cifarlab.cli import read_study, run_stage
-from cifarlab.data import read_archive, make_split, save_split
+from cifarlab.cli import run_stage
+from cifarlab.config.params import data_settings, read_params, require_key
+from cifarlab.data.archive import read_archive
+from cifarlab.data.split import make_split, save_split
 
 
 def main(argv: list[str]) -> None:
@@ -14,9 +16,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("archive", type=Path)
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
-    study = read_study()
-    split = make_split(read_archive(args.archive), study.data.val_fraction, study.seed)
-    meta = save_split(split, args.out_dir, seed=study.seed, val_fraction=study.data.val_fraction)
+    params = read_params()
+    seed, data = require_key(params, "seed", int), data_settings(params)
+    split = make_split(read_archive(args.archive), data.val_fraction, seed)
+    meta = save_split(split, args.out_dir, seed=seed, val_fraction=data.val_fraction)
     print(f"split: {meta['sizes']} -> {args.out_dir} (sha256 {meta['content_sha256'][:12]})")
 
 

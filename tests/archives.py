@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from cifarlab.data.archive import CifarArrays
+
 ARCHIVE_DIR = "cifar-10-batches-py"
 TRAIN_MEMBERS = tuple(f"data_batch_{i}" for i in range(1, 6))
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -47,6 +49,19 @@ def make_objects(*, per_batch: int = 12, test_size: int = 15, seed: int = 0) -> 
         "num_vis": 3072,
     }
     return objects
+
+
+def expected_arrays(seed: int = 0) -> CifarArrays:
+    """The arrays that `make_cifar_archive(seed=seed)` (default sizes) holds, built by hand from the
+    generator's objects: what reading the archive must give."""
+    objects = make_objects(seed=seed)
+    return CifarArrays(
+        x_train=np.concatenate([objects[n]["data"] for n in TRAIN_MEMBERS]).reshape(-1, 3, 32, 32),
+        y_train=np.concatenate([objects[n]["labels"] for n in TRAIN_MEMBERS]).astype(np.int64),
+        x_test=objects["test_batch"]["data"].reshape(-1, 3, 32, 32),
+        y_test=np.array(objects["test_batch"]["labels"], dtype=np.int64),
+        class_names=CLASS_NAMES,
+    )
 
 
 def make_cifar_archive(

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from checkout import ROOT, copy_code
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGE_SCRIPTS = sorted(p.name for p in (ROOT / "stages").glob("[a-z]*.py"))
 
 
 def checkout_copy(root: Path, name: str) -> Path:
     """A copy of this repository's stages and library whose cifarlab stops at import, saying which copy it is."""
-    for part in ("stages", "src"):
-        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(root)
     init = root / "src" / "cifarlab" / "__init__.py"
     init.write_text(init.read_text() + f"\nraise SystemExit('the cifarlab of copy {name}')\n")
     return root

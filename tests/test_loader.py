@@ -1,4 +1,5 @@
-"""cifarlab.loader: batched crop/flip against a per-image reference, the epoch plan, the resident dataset."""
+"""cifarlab.data.loader: batched crop/flip against a per-image reference and against torchvision, the epoch
+plan, the resident dataset."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.stats import chi2
+from scipy.stats import chi2, chi2_contingency, chisquare
 
-from cifarlab.loader import EpochPlan, Normalizer, ResidentDataset, crop_flip
+from cifarlab.data.loader import EpochPlan, Normalizer, ResidentDataset, crop_flip
 
 CPU = torch.device("cpu")
 MEAN = (0.49, 0.48, 0.45)
@@ -43,8 +44,9 @@ def test_crop_flip_matches_a_per_image_pad_slice_flip_reference():
     dx = torch.randint(0, 9, (n,), generator=g)
     flip = torch.rand(n, generator=g) < 0.5
     # The extreme offsets, both corners, each with and without a flip.
-    dy[:4], dx[:4], flip[:4] = torch.tensor([0, 8, 0, 8]), torch.tensor([0, 8, 8, 0]), torch.tensor([0, 1, 0, 1]).bool()
-    dy[4:8], dx[4:8], flip[4:8] = torch.tensor([0, 8, 0, 8]), torch.tensor([0, 8, 8, 0]), torch.tensor([1, 0, 1, 0]).bool()
+    corners_y, corners_x = torch.tensor([0, 8, 0, 8]), torch.tensor([0, 8, 8, 0])
+    dy[:4], dx[:4], flip[:4] = corners_y, corners_x, torch.tensor([0, 1, 0, 1]).bool()
+    dy[4:8], dx[4:8], flip[4:8] = corners_y, corners_x, torch.tensor([1, 0, 1, 0]).bool()
     out = crop_flip(images, dy, dx, flip)
     assert out.dtype == torch.uint8 and out.shape == images.shape
     for i in range(n):
@@ -71,6 +73,88 @@ def test_crop_flip_gives_the_same_result_for_a_channels_last_batch():
     dy, dx, flip = torch.tensor([0, 3, 8, 5]), torch.tensor([8, 1, 0, 4]), torch.tensor([True, False, True, False])
     expected = crop_flip(images, dy, dx, flip)
     assert torch.equal(crop_flip(images.contiguous(memory_format=torch.channels_last), dy, dx, flip), expected)
+
+
+# --- crop_flip and EpochPlan against torchvision's RandomCrop and RandomHorizontalFlip -------------------
+
+DRAWS = 3000
+CONFIDENCE = 0.999  # chi-square tests reject above this quantile; the seeds are fixed, so never flaky
+
+
+def _position_image() -> torch.Tensor:
+    """A (3, 32, 32) uint8 image whose pixels say where they are: channel 0 = row + 1, channel 1 =
+    column + 1, channel 2 = 255. Every real pixel is nonzero, so zero padding is told apart."""
+    index = torch.arange(32)
+    return torch.stack([(index[:, None] + 1).expand(32, 32), (index[None, :] + 1).expand(32, 32),
+                        torch.full((32, 32), 255)]).to(torch.uint8)
+
+
+def _recover(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dy, dx, flip) of each crop of `_position_image`, read off the centre pixels (never padding).
+
+    Output row 16 is padded row dy + 16, i.e. image row dy + 12, so channel 0 there is dy + 13. Column 16
+    is the crop's column 16 (image column dx + 12) or, flipped, its column 15 (image column dx + 11).
+    """
+    rows, cols = crops[:, 0].long(), crops[:, 1].long()
+    flip = cols[:, 16, 15] > cols[:, 16, 16]
+    return rows[:, 16, 16] - 13, cols[:, 16, 16] - 13 + flip.long(), flip
+
+
+def _reference_crops(image: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """`_reference_crop_flip` of `image` for each (dy, dx, flip): the 162 possible crops made one at a time,
+    then picked per draw."""
+    table = torch.stack([_reference_crop_flip(image, y, x, f)
+                         for y in range(9) for x in range(9) for f in (False, True)])
+    return table[(dy * 9 + dx) * 2 + flip.long()]
+
+
+def _torchvision_draws(image: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    from torchvision import transforms
+
+    augment = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()])
+    with torch.random.fork_rng(devices=[]):  # torchvision draws from the global generator
+        torch.manual_seed(seed)
+        return torch.stack([augment(image) for _ in range(n)])
+
+
+def _cell_counts(dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> dict[str, np.ndarray]:
+    return {"offsets": np.bincount((dy * 9 + dx).numpy(), minlength=81),
+            "flips": np.bincount(flip.long().numpy(), minlength=2),
+            "joint": np.bincount(((dy * 9 + dx) * 2 + flip.long()).numpy(), minlength=162)}
+
+
+def _assert_offsets_span_0_to_8(source: str, dy: torch.Tensor, dx: torch.Tensor) -> None:
+    for offset in (dy, dx):
+        assert offset.min() == 0 and offset.max() == 8, source  # exactly the 9 offsets 0..8
+
+
+def test_crop_flip_with_epoch_plan_is_distributed_like_torchvision_randomcrop_and_flip():
+    image = _position_image()
+
+    theirs = _torchvision_draws(image, DRAWS, seed=0)
+    t_dy, t_dx, t_flip = _recover(theirs)
+    _assert_offsets_span_0_to_8("torchvision", t_dy, t_dx)
+    # The decoding is right, and torchvision's transform is exactly pad + slice + flip.
+    assert torch.equal(theirs, _reference_crops(image, t_dy, t_dx, t_flip))
+
+    plan = EpochPlan.draw(DRAWS, seed=0, epoch=1)
+    ours = crop_flip(image.expand(DRAWS, -1, -1, -1)[plan.order], plan.dy, plan.dx, plan.flip)
+    o_dy, o_dx, o_flip = _recover(ours)
+    _assert_offsets_span_0_to_8("crop_flip", o_dy, o_dx)
+    # crop_flip applied exactly the plan's crop and flip to every image.
+    assert torch.equal(o_dy, plan.dy) and torch.equal(o_dx, plan.dx) and torch.equal(o_flip, plan.flip)
+    assert torch.equal(ours, _reference_crops(image, o_dy, o_dx, o_flip))
+
+    counts = {"torchvision": _cell_counts(t_dy, t_dx, t_flip), "crop_flip": _cell_counts(o_dy, o_dx, o_flip)}
+    for source, cells in counts.items():
+        # Uniform over the 9x9 offsets, fair flips, and the two independent (joint uniform over 162 cells).
+        for kind, observed in cells.items():
+            statistic = chisquare(observed).statistic
+            assert statistic < chi2.ppf(CONFIDENCE, len(observed) - 1), (source, kind, statistic)
+    for kind in ("offsets", "flips", "joint"):
+        # Two-sample: the two pipelines' cell counts come from the same distribution.
+        test = chi2_contingency(np.stack([counts["torchvision"][kind], counts["crop_flip"][kind]]), correction=False)
+        assert test.statistic < chi2.ppf(CONFIDENCE, test.dof), (kind, test.statistic)
 
 
 # --- EpochPlan ---------------------------------------------------------------------------------------------

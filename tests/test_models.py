@@ -9,18 +9,20 @@ a test fails if the built network differs from that description in any layer.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.activations import ACTIVATIONS, Swish, get_act_layer
-from cifarlab.config import ModelConfig
+from cifarlab.config.sections import ModelConfig
 from cifarlab.errors import CifarlabError
-from cifarlab.models import MODELS, Classifier, build_model
+from cifarlab.models import MODELS, build_model, family
 from cifarlab.models.resnet import BasicBlock, CifarResNet, PadShortcut
-from cifarlab.norms import NORM_LAYERS, get_norm_layer
+from cifarlab.nn.activations import ACTIVATIONS, get_act_layer
+from cifarlab.nn.classifier import Classifier
+from cifarlab.nn.norms import NORM_LAYERS, get_norm_layer
 
 GROUPS = 4  # divides 16, 32 and 64, and every other model's widths
 RELU = get_act_layer("relu")
@@ -31,7 +33,7 @@ def _config(arch: str = "resnet", *, norm: str = "bn", groups: int = GROUPS, act
     """A ModelConfig of `arch`; ResNet options default to n=1, shortcut A."""
     defaults = {"resnet": {"n": 1, "shortcut": "A"}, "plain": {"n": 1}}.get(arch, {})
     return ModelConfig(arch=arch, num_classes=10, norm=norm, groups=groups, activation=activation,
-                       options=MODELS[arch].options(**{**defaults, **options}))
+                       options=dataclasses.asdict(family(arch).options(**{**defaults, **options})))
 
 
 def _images(n: int = 2, seed: int = 0) -> torch.Tensor:
@@ -156,12 +158,6 @@ def test_features_are_the_mean_pooled_last_stage_and_forward_applies_the_head_to
     torch.testing.assert_close(model(x), features @ model.head.weight.T + model.head.bias)
 
 
-def test_swish_is_x_times_sigmoid_x_and_equals_torchs_silu():
-    x = torch.linspace(-6, 6, 101, dtype=torch.float64)
-    torch.testing.assert_close(Swish()(x), x / (1 + torch.exp(-x)))
-    torch.testing.assert_close(Swish()(x), F.silu(x))
-
-
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_the_activation_reaches_every_nonlinearity_of_every_model(activation):
     expected = type(get_act_layer(activation)())
@@ -210,7 +206,7 @@ def test_simplenn_has_the_labs_layers_without_padding():
                                               ("vgg11", (64, 128, 256, 512)), ("simplenn", (8, 16))])
 def test_each_family_reports_the_widths_its_norms_get(arch, widths):
     config = _config(arch, norm="torch_bn")
-    assert MODELS[arch].widths(config.options) == widths
+    assert family(arch).widths(family(arch).options(**config.options)) == widths
     normed = {m.num_features for m in build_model(config).modules() if isinstance(m, nn.BatchNorm2d)}
     assert normed == set(widths)
 

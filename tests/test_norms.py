@@ -1,6 +1,7 @@
-"""The from-scratch norms against torch's built-ins, the BIN gate helpers, and the norm registry.
+"""cifarlab.nn.norms: the from-scratch norms against torch's built-ins (in float64, and under bf16 against
+the rounded float32 result), the BIN gate helpers, and the norm registry.
 
-Comparisons run in float64: the norms sum hundreds of values per statistic, and float32 rounding
+The twin comparisons run in float64: the norms sum hundreds of values per statistic, and float32 rounding
 in those sums (taken in a different order by torch) puts gradient differences near 1e-5, which
 would make a 1e-5 tolerance flaky. In float64 the two agree to ~1e-12, so 1e-5 still catches any
 real mistake.
@@ -8,15 +9,17 @@ real mistake.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.errors import CifarlabError
-from cifarlab.norms import (
+from cifarlab.nn.norms import (
     NORM_LAYERS,
     BatchInstanceNorm2d,
     BatchNorm2d,
@@ -379,3 +382,72 @@ def test_groupnorm_by_name_without_groups_raises():
 def test_groupnorm_with_groups_not_dividing_channels_raises(groups):
     with pytest.raises(CifarlabError, match=f"groups={groups} does not divide num_channels=16"):
         GroupNorm2d(16, groups=groups)
+
+
+# --- Under bf16 ---------------------------------------------------------------------------------
+
+BF16_BATCH = 4
+EPS = 1e-5
+BF16_NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "bn": BatchNorm2d, "in": InstanceNorm2d, "bin": BatchInstanceNorm2d, "ln": LayerNorm2d,
+    "gn": lambda c: GroupNorm2d(c, groups=GROUPS),
+}
+
+
+def _reference_norm(name: str, x: torch.Tensor, module: nn.Module, training: bool) -> torch.Tensor:
+    """torch's functional norms in float64; BIN as rho * BN + (1 - rho) * IN under one affine."""
+    x = x.double()
+    w, b = module.weight.detach().double(), module.bias.detach().double()
+    running = (module.running_mean.double(), module.running_var.double()) if hasattr(module, "running_mean") else None
+    if name == "in":
+        return F.instance_norm(x, weight=w, bias=b, eps=EPS)
+    if name in ("ln", "gn"):
+        return F.group_norm(x, 1 if name == "ln" else GROUPS, w, b, eps=EPS)
+    bn = F.batch_norm(x, *(running if not training else (None, None)), training=training, eps=EPS)
+    if name == "bn":
+        return bn * w.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+    rho = module.rho.detach().double().view(1, -1, 1, 1)
+    mixed = rho * bn + (1 - rho) * F.instance_norm(x, eps=EPS)
+    return mixed * w.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["plain", "autocast"])
+@pytest.mark.parametrize("name", list(BF16_NORMS))
+def test_norm_of_a_bf16_input_is_bf16_and_equals_the_rounded_norm_of_the_float32_upcast(name, autocast):
+    g = torch.Generator().manual_seed(5)
+    # A large offset next to a small spread: statistics taken in bf16 (8 bits of mantissa, a step of
+    # 0.5 near 100) would be off by ~0.1 standard deviations.
+    offset = 100 + torch.randn(1, C, 1, 1, generator=g) * 20
+    x16 = (offset + torch.randn(BF16_BATCH, C, H, W, generator=g) * 3).bfloat16().requires_grad_()
+    x32 = x16.detach().float().requires_grad_()  # exact: every bf16 value is a float32
+    module = BF16_NORMS[name](C)
+    with torch.no_grad():
+        module.weight.copy_(torch.rand(C, generator=g) + 0.5)
+        module.bias.copy_(torch.randn(C, generator=g))
+        if name == "bin":
+            module.rho.copy_(torch.rand(C, generator=g))
+    twin = copy.deepcopy(module)
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.autocast("cpu", enabled=False)
+
+    for training in (True, False):
+        module.train(training), twin.train(training)
+        with context:
+            out16 = module(x16)
+        out32 = twin(x32)
+        assert out16.dtype == torch.bfloat16, training
+        # Computed in float32 exactly as from the upcast, then rounded once.
+        torch.testing.assert_close(out16, out32.bfloat16(), rtol=0, atol=0, msg=f"training={training}")
+        reference = _reference_norm(name, x32.detach(), twin, training)
+        torch.testing.assert_close(out16.detach().double(), reference, rtol=2 ** -8, atol=1e-4,
+                                   msg=f"training={training}")
+        if training:
+            for buffer in ("running_mean", "running_var"):
+                if hasattr(module, buffer):
+                    torch.testing.assert_close(getattr(module, buffer), getattr(twin, buffer), rtol=1e-6, atol=1e-6)
+            grad = torch.randn(BF16_BATCH, C, H, W, generator=g).bfloat16()  # what a bf16 layer above sends back
+            out16.backward(grad)
+            out32.backward(grad.float())
+            assert x16.grad.dtype == torch.bfloat16
+            torch.testing.assert_close(x16.grad, x32.grad.bfloat16(), rtol=0, atol=0)
+            for (pname, p), q in zip(module.named_parameters(), twin.parameters()):
+                torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-6, msg=pname)

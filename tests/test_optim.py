@@ -1,4 +1,5 @@
-"""The optimizer registry, the L1 penalty and the after-step hooks, through the training step."""
+"""cifarlab.train.optim: the optimizer registry, BIN's gate group, the L1 penalty and the after-step hooks,
+through the training step."""
 
 from __future__ import annotations
 
@@ -7,18 +8,24 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from runs import run_config
 
 from cifarlab.models import build_model
-from cifarlab.optim import OPTIMIZERS, after_step_hooks, build_optimizer, loss_penalty, penalized_weights
-from cifarlab.training import Stepper
+from cifarlab.nn.norms import gate_parameters
+from cifarlab.train.optim import (
+    OPTIMIZERS,
+    after_step_hooks,
+    build_optimizer,
+    loss_penalty,
+    penalized_weights,
+)
+from cifarlab.train.schedules import lr_factor
+from cifarlab.train.step import Stepper
 
 CPU = torch.device("cpu")
-UNUSED = "unused.tar.gz"
 
 
-def _simplenn(**train):
-    run = run_config(UNUSED, arch="simplenn", norm="nn", **train)
+def _simplenn(tiny_run, **train):
+    run = tiny_run(arch="simplenn", norm="nn", **train)
     torch.manual_seed(0)
     return build_model(run.model), run.train
 
@@ -29,9 +36,9 @@ def _batch(n: int = 8):
 
 
 @pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)])
-def test_the_optimizer_is_chosen_by_name_with_the_weights_group(name, kind):
+def test_the_optimizer_is_chosen_by_name_with_the_weights_group(tiny_run, name, kind):
     assert set(OPTIMIZERS) == {"sgd", "adam"}
-    model, train = _simplenn(optimizer=name, lr=0.01, lr_scaling="none", weight_decay=1e-3)
+    model, train = _simplenn(tiny_run, optimizer=name, lr=0.01, lr_scaling="none", weight_decay=1e-3)
     optimizer = build_optimizer(model, train)
     assert type(optimizer) is kind
     (group,) = optimizer.param_groups
@@ -42,22 +49,59 @@ def test_the_optimizer_is_chosen_by_name_with_the_weights_group(name, kind):
         assert group["betas"] == (0.9, 0.999)
 
 
-def test_the_penalty_acts_on_conv_and_linear_weights_only():
-    model, _ = _simplenn()
+# --- Batch-Instance Norm's gates in the optimizer ----------------------------------------------------------
+
+
+def test_bin_gates_form_their_own_group_at_the_multiplied_lr_without_weight_decay(tiny_run):
+    run = tiny_run(norm="bin", lr=0.05, lr_scaling="none", weight_decay=3e-4, gate_lr_multiplier=7)
+    model = build_model(run.model)
+    groups = {group["name"]: group for group in build_optimizer(model, run.train).param_groups}
+    gates = {id(p) for p in gate_parameters(model)}
+    assert gates and {id(p) for p in groups["gates"]["params"]} == gates
+    assert groups["gates"]["lr"] == pytest.approx(0.35)
+    assert groups["gates"]["weight_decay"] == 0.0
+    assert groups["weights"]["lr"] == pytest.approx(0.05)
+    assert groups["weights"]["weight_decay"] == pytest.approx(3e-4)
+    grouped = [id(p) for group in groups.values() for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each parameter exactly once
+
+
+def test_the_schedule_scales_the_gate_group_with_the_weights(tiny_run):
+    run = tiny_run(norm="bin", schedule="multistep", milestones=[2, 3], warmup_epochs=1)
+    optimizer = build_optimizer(build_model(run.model), run.train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(run.train, steps_per_epoch=4))
+    for _ in range(13):  # through the warm-up and both milestones
+        optimizer.step()
+        scheduler.step()
+        weights, gates = (group["lr"] for group in optimizer.param_groups)
+        assert gates == pytest.approx(run.train.gate_lr_multiplier * weights)
+
+
+def test_a_model_without_gates_has_the_weights_group_only(tiny_run):
+    run = tiny_run(norm="bn")
+    groups = build_optimizer(build_model(run.model), run.train).param_groups
+    assert [group["name"] for group in groups] == ["weights"]
+
+
+# --- the L1 penalty and the after-step hooks ---------------------------------------------------------------
+
+
+def test_the_penalty_acts_on_conv_and_linear_weights_only(tiny_run):
+    model, _ = _simplenn(tiny_run)
     weights = penalized_weights(model)
     assert [tuple(w.shape) for w in weights] == [(8, 3, 5, 5), (16, 8, 3, 3), (120, 576), (84, 120), (10, 84)]
 
 
-def test_no_penalty_without_l1():
-    model, train = _simplenn(l1=0)
+def test_no_penalty_without_l1(tiny_run):
+    model, train = _simplenn(tiny_run, l1=0)
     assert loss_penalty(model, train) is None
 
 
-def test_l1_adds_its_coefficient_times_the_sign_of_each_weight_to_the_gradient():
+def test_l1_adds_its_coefficient_times_the_sign_of_each_weight_to_the_gradient(tiny_run):
     """The penalty is part of the loss (unlike an L1 computed on `param.data`, which has no gradient):
     one plain SGD step moves every weight by lr * (its cross-entropy gradient + l1 * sign(w))."""
     l1, lr = 0.01, 0.5
-    model, train = _simplenn(l1=l1, lr=lr, lr_scaling="none", momentum=0.0, weight_decay=0.0)
+    model, train = _simplenn(tiny_run, l1=l1, lr=lr, lr_scaling="none", momentum=0.0, weight_decay=0.0)
     twin = copy.deepcopy(model)
     images, labels = _batch()
     optimizer = build_optimizer(model, train)
@@ -74,9 +118,9 @@ def test_l1_adds_its_coefficient_times_the_sign_of_each_weight_to_the_gradient()
         torch.testing.assert_close(after.detach(), expected, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_only_a_model_with_gates_gets_an_after_step_hook():
-    assert after_step_hooks(_simplenn()[0]) == []
-    bin_model = build_model(run_config(UNUSED, norm="bin").model)
+def test_only_a_model_with_gates_gets_an_after_step_hook(tiny_run):
+    assert after_step_hooks(_simplenn(tiny_run)[0]) == []
+    bin_model = build_model(tiny_run(norm="bin").model)
     (hook,) = after_step_hooks(bin_model)
     gate = next(m.rho for m in bin_model.modules() if hasattr(m, "rho"))
     with torch.no_grad():

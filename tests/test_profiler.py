@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
-from cifarlab.config import ModelConfig
-from cifarlab.models import MODELS, build_model
-from cifarlab.profiler import layer_macs, profile_model
+from cifarlab.analysis.profiler import layer_macs, profile_model
+from cifarlab.config.sections import ModelConfig
+from cifarlab.models import build_model, family
 
 # SimpleNN, layer by layer (32 -> conv5 28 -> pool 14 -> conv3 12 -> pool 6):
 SIMPLENN_LAYERS = [  # (kind, input, output, weight, parameters, MACs)
@@ -31,7 +33,7 @@ HAND_COUNTS = {
 
 def _model(arch: str, norm: str, options: dict) -> nn.Module:
     config = ModelConfig(arch=arch, num_classes=10, norm=norm, groups=8, activation="relu",
-                         options=MODELS[arch].options(**options))
+                         options=dataclasses.asdict(family(arch).options(**options)))
     return build_model(config)
 
 

@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import STUDY_PARAMS
 from scipy import stats
 
-from cifarlab.config import RunConfig, load_study
-from cifarlab.evaluation import confusion_table
-from cifarlab.plots import confusion_counts
-from cifarlab.replicates import aggregate_metrics
-from cifarlab.report import (
-    StudyView,
+from cifarlab.analysis.evaluation import confusion_table
+from cifarlab.analysis.replicates import aggregate_metrics
+from cifarlab.config.resolve import load_study
+from cifarlab.config.sections import RunConfig, TrainConfig
+from cifarlab.report.document import provenance_notes, write_report
+from cifarlab.report.parameters import parameters_section
+from cifarlab.report.plots import confusion_counts
+from cifarlab.report.sections.lab import changed_settings
+from cifarlab.report.sections.norm import (
     batch_sensitivity,
-    changed_settings,
-    comparison_rows,
-    metrics_table,
-    outcome,
-    parameters_section,
-    provenance_notes,
+    feature_widths,
     sanity_section,
 )
+from cifarlab.report.tables import comparison_rows, metrics_table, outcome
+from cifarlab.report.view import StudyView
+from cifarlab.train.tracking import LIVE_METRICS, live_plot_file
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def _params() -> dict:
+    """The tests' own params (conftest.STUDY_PARAMS), a fresh copy."""
+    return copy.deepcopy(STUDY_PARAMS)
 
 
 def test_metrics_table_keeps_two_decimals_for_round_percentages():
@@ -55,7 +62,7 @@ def test_outcome_says_diverged_at_chance_or_learned(status, accuracy, expected):
 
 
 def test_changed_settings_names_each_key_that_differs_from_the_baseline():
-    study = load_study(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    study = load_study(_params())
     base = study.runs["lab-base"]
     assert changed_settings(study.runs["lab-bn-lr-1e-1"], base) == "norm=bn, lr=0.1"
     assert changed_settings(study.runs["lab-l1"], base) == "weight_decay=0.0, l1=1e-05"
@@ -63,7 +70,7 @@ def test_changed_settings_names_each_key_that_differs_from_the_baseline():
 
 
 def _study(profile: str = "full", **run_entry_edits):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = _params()
     params["profile"] = profile
     for run, edits in run_entry_edits.items():
         params["runs"][run].update(edits)
@@ -90,8 +97,8 @@ def test_the_report_names_runs_trained_under_other_settings_than_params_now_give
     records = _records(trained)
     now = _study(**{"ln-128": {"lr": 0.05}})  # edited after ln-128 trained
     notes = provenance_notes(now, _configs(records), records)
-    assert notes == ["**Trained under other settings than `params.yaml` now gives: `ln-128`.** The tables show what "
-                     "they trained with; `dvc repro` retrains them.", ""]
+    assert notes == [("**Trained under other settings than `params.yaml` now gives: `ln-128`.** The tables show "
+                      "what they trained with; `dvc repro` retrains them."), ""]
 
 
 def test_the_report_says_when_it_mixes_profiles_and_data_splits():
@@ -136,7 +143,7 @@ def _view(tmp_path: Path, runs: dict[str, dict], accuracies: dict[str, float], v
           images: int = 1000) -> StudyView:
     """A norm-study view of `runs` (params entries) whose test accuracies and validation-error curves are
     given, with aggregates made as the aggregate stage makes them."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = _params()
     params["runs"] = runs
     study = load_study(params)
     metrics = {name: {"status": "completed", "stopped_reason": "", "best_epoch": 2, "train_time_s": 1.0,
@@ -230,3 +237,111 @@ def test_a_difference_in_batch_size_sensitivity_is_the_difference_of_the_two_cha
     assert line == (f"- From batch 128 to 8, `gn` changes by -1.00 points and `bn` by -10.00; the difference of the "
                     f"changes is +9.00 points [{9 - 200 * se:+.2f}, {9 + 200 * se:+.2f}] (binomial SE): `gn` gains "
                     "more (or loses less) from the smaller batch.")
+
+
+def _row(table: str, run: str) -> dict[str, str]:
+    """The cells of `run`'s row of a Markdown table, by column name."""
+    lines = table.splitlines()
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip("|").split("|")]
+    header = cells(next(line for line in lines if line.startswith("| run ")))
+    return dict(zip(header, cells(next(line for line in lines if line.startswith(f"| {run} ")))))
+
+
+def test_the_parameters_table_shows_train_keys_from_the_config_fields_and_groups_only_for_group_norms():
+    study = _study()
+    records = _records(study)
+    table = parameters_section(_configs(records), records, study)
+    shown = _row(table, "bn-128")
+    # keys that no list in the report names: their columns come from TrainConfig's fields
+    assert shown["lr reference batch"] == "128" and shown["eval batch size"] == "0"
+    assert shown["norm"] == "bn" and _row(table, "gn-128")["norm"] == "gn (8 groups)"
+    assert shown["n"] == "2" and _row(table, "lab-base")["n"] == "-"  # ResNet's option; SimpleNN has none
+
+
+def test_a_new_train_key_shows_in_the_parameters_table_without_an_edit_there():
+    @dataclasses.dataclass(frozen=True)
+    class TrainWithSmoothing(TrainConfig):
+        label_smoothing: float = 0.1
+
+    study = _study()
+    records = _records(study)
+    configs = {name: dataclasses.replace(cfg, train=TrainWithSmoothing(**dataclasses.asdict(cfg.train)))
+               for name, cfg in _configs(records).items()}
+    assert _row(parameters_section(configs, records, study), "bn-128")["label smoothing"] == "0.1"
+
+
+def test_the_feature_quantiles_are_described_with_each_models_own_width(tmp_path):
+    # ResNet's last stage has 64 channels (He et al. 2016, section 4.2); SimpleNN's last hidden layer 84 units
+    runs = {"bn-128": {"study": "norm", "norm": "bn"}, "simple": {"study": "norm", "norm": "bn", "arch": "simplenn"}}
+    view = _view(tmp_path, runs, {name: 0.5 for name in runs}, {name: [0.5] for name in runs})
+    assert feature_widths(view) == "penultimate features (64-d for ResNet-14 (A); 84-d for SimpleNN)"
+    one = {"bn-128": runs["bn-128"]}
+    assert feature_widths(_view(tmp_path, one, {"bn-128": 0.5}, {"bn-128": [0.5]})) == "64-d penultimate features"
+
+
+def _write_run_outputs(root: Path, study) -> None:
+    """What the train, evaluate and aggregate stages write for every run of `study`, for two epochs."""
+    metrics = {}
+    for name, cfg in study.runs.items():
+        live = root / "live" / name
+        live.mkdir(parents=True)
+        (live / "metrics.json").write_text(json.dumps({"train_time_s": 2.0, "device": "cpu"}))
+        (live / "run.json").write_text(json.dumps({"run": cfg.to_record(), "data": {
+            "train_images": 40, "val_images": 10, "test_images": 10, "content_sha256": "a" * 64}}))
+        for column, metric in LIVE_METRICS.items():
+            live_plot_file(live, column).parent.mkdir(parents=True, exist_ok=True)
+            live_plot_file(live, column).write_text(f"step\t{metric.split('/')[-1]}\n1\t0.6\n2\t0.5\n")
+        metrics[name] = {"status": "completed", "stopped_reason": "", "best_epoch": 2, "epochs_run": 2,
+                         "initial_val_loss": 2.3, "train": _scores(0.5, 40), "val": _scores(0.5, 10),
+                         "test": _scores(0.5, 10), "model": {"parameters": 1000, "macs_per_image": 5000},
+                         "weights": {"small_threshold": 1e-3, "fraction_small": 0.1}}
+        (root / "metrics").mkdir(exist_ok=True)
+        (root / "metrics" / f"{name}.json").write_text(json.dumps(metrics[name]))
+        (root / "confusion").mkdir(exist_ok=True)
+        (root / "confusion" / f"{name}.csv").write_text("actual,predicted,count\ncat,cat,3\ncat,dog,2\n"
+                                                        "dog,cat,1\ndog,dog,4\n")
+    (root / "aggregates").mkdir()
+    for run, names in study.replicates().items():
+        aggregate = aggregate_metrics([metrics[n] for n in names], [study.runs[n].seed for n in names])
+        (root / "aggregates" / f"{run}.json").write_text(json.dumps(aggregate))
+
+
+def test_each_study_gets_the_section_its_entry_names_under_its_title_whatever_the_study_is_called(tmp_path):
+    params = _params()
+    params["studies"] = {
+        "norm": {"section": "comparisons"},  # a name that is also a section's: the entry decides
+        "first-cnn": {"section": "lab", "title": "A first CNN, one change at a time", "arch": "simplenn",
+                      "norm": "nn"},
+    }
+    params["runs"] = {"cnn-base": {"study": "first-cnn"}, "cnn-lr": {"study": "first-cnn", "lr": 0.05},
+                      "bn": {"study": "norm", "norm": "bn"}, "ln": {"study": "norm", "norm": "ln"}}
+    params["profiles"] = {"full": {}}
+    study = load_study(params)
+    _write_run_outputs(tmp_path, study)
+    path = write_report(study, metrics_dir=tmp_path / "metrics", aggregates_dir=tmp_path / "aggregates",
+                        live_root=tmp_path / "live", quantile_dir=tmp_path / "quantiles",
+                        weights_dir=tmp_path / "weights", confusion_dir=tmp_path / "confusion",
+                        out_dir=tmp_path / "report")
+    sections = {part.splitlines()[0]: part for part in path.read_text().split("\n## ")[1:]}
+    assert list(sections) == ["A first CNN, one change at a time (study `first-cnn`)",  # the entry's title
+                              "Comparisons with the study's first run (study `norm`)",  # the section's own
+                              "Parameters of the study"]
+    lab = sections["A first CNN, one change at a time (study `first-cnn`)"]
+    assert "### Sanity checks" in lab and "### What each change buys (baseline `cnn-base`)" in lab
+    norm = sections["Comparisons with the study's first run (study `norm`)"]
+    assert "### Against the baseline `bn`" in norm and "quantiles" not in norm  # not the norm section
+
+
+def hand_made_metrics(status: str, reason: str = "") -> dict:
+    scores = {"accuracy": 0.1, "micro_f1": 0.1, "macro_f1": 0.05}
+    return {"status": status, "stopped_reason": reason, "best_epoch": 1, "epochs_run": 3,
+            "best_val_accuracy": 0.1, "train": scores, "val": scores, "test": scores, "train_time_s": 1.0}
+
+
+def test_metrics_table_marks_a_diverged_run_with_its_reason():
+    table = metrics_table({"ok": hand_made_metrics("completed"),
+                           "boom": hand_made_metrics("diverged", "non-finite loss at epoch 3")})
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("|")}
+    assert "**diverged** (non-finite loss at epoch 3)" in rows["boom"]
+    assert "diverged" not in rows["ok"] and "completed" in rows["ok"]

@@ -1,14 +1,16 @@
-"""Resumable training: kills, SIGTERM, stale or corrupt resume state, determinism and divergence.
+"""Resumable training through the stage scripts: kills, SIGTERM, stale or corrupt resume state, determinism,
+a diverged run, and resume files that cannot be used.
 
-The stage scripts run in subprocesses, in a temporary copy of the project, on a tiny generated
-archive: a ResNet-8 (n=1), 4 epochs of 128 train images in batches of 16 (8 steps per epoch).
+The stage scripts run in subprocesses, in a temporary copy of the project, on a tiny generated archive: a
+ResNet-8 (n=1), 4 epochs of 128 train images in batches of 16 (8 steps per epoch). Each work folder holds the
+run's settings file, written as check-params writes it.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
-import math
 import os
 import shutil
 import signal
@@ -21,17 +23,19 @@ import pytest
 import torch
 import yaml
 from archives import make_cifar_archive
-from runs import EPOCHS, RUN, run_config, tiny_params
+from checkout import ROOT, copy_code
 
-from cifarlab import training
-from cifarlab.config import load_study
-from cifarlab.errors import Interrupted
-from cifarlab.plots import write_quantile_figures
-from cifarlab.replicates import write_aggregates
-from cifarlab.report import load_metrics, metrics_table, write_report
-from cifarlab.training import Stepper, load_resume_state, train_run
+from cifarlab.analysis.replicates import write_aggregates
+from cifarlab.config.publish import write_settings
+from cifarlab.config.resolve import load_study
+from cifarlab.report.document import write_report
+from cifarlab.report.inputs import load_metrics
+from cifarlab.report.plots import write_quantile_figures
+from cifarlab.report.tables import metrics_table
+from cifarlab.train.resume import load_resume_state
 
-ROOT = Path(__file__).resolve().parents[1]
+RUN = "bn-128"
+EPOCHS = 4
 POLL_TIMEOUT_S = 300  # a safety net against a hung child, not a timing assertion
 # every DVCLive curve whose values are a pure function of the run (timings are not)
 DETERMINISTIC_CURVES = ("train/loss", "train/error", "val/loss", "val/error", "lr",
@@ -41,8 +45,9 @@ DETERMINISTIC_CURVES = ("train/loss", "train/error", "val/loss", "val/error", "l
 class Project:
     """A copy of the project's code with a split made once; each test writes under its own folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, params: dict) -> None:
         self.root = root
+        self.params = params  # the tiny params of the split and of every work folder unless it has its own
         self.split = root / "data" / "split"
 
     def env(self) -> dict[str, str]:
@@ -50,23 +55,21 @@ class Project:
                 "PYTHONPATH": str(self.root / "src"), "OMP_NUM_THREADS": "1"}
 
     def workdir(self, name: str, params: dict | None = None) -> Path:
-        """A folder holding a params.yaml (the project's unless given) from which the stages run."""
+        """A folder holding the settings file of every run of `params` (the project's unless given), from
+        which the stages run."""
         cwd = self.root / "work" / name
         cwd.mkdir(parents=True)
-        if params is None:
-            shutil.copy(self.root / "params.yaml", cwd / "params.yaml")
-        else:
-            (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_settings(load_study(params or self.params), cwd / "runs", cwd / "study.json", root=ROOT)
         return cwd
 
     def train_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
-        return [sys.executable, str(self.root / "stages" / "train.py"), run, "--split", str(self.split),
-                "--model", str(cwd / "model.pt"), "--live", str(cwd / "live"),
+        return [sys.executable, str(self.root / "stages" / "train.py"), str(cwd / "runs" / f"{run}.json"),
+                "--split", str(self.split), "--model", str(cwd / "model.pt"), "--live", str(cwd / "live"),
                 "--checkpoint", str(cwd / "resume.pt")]
 
     def evaluate_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
-        return [sys.executable, str(self.root / "stages" / "evaluate.py"), run, "--split", str(self.split),
-                "--model", str(cwd / "model.pt"), "--metrics", str(cwd / "metrics.json"),
+        return [sys.executable, str(self.root / "stages" / "evaluate.py"), str(cwd / "runs" / f"{run}.json"),
+                "--split", str(self.split), "--model", str(cwd / "model.pt"), "--metrics", str(cwd / "metrics.json"),
                 "--predictions", str(cwd / "predictions.csv"), "--confusion", str(cwd / "confusion.csv"),
                 "--weights", str(cwd / "weights.csv")]
 
@@ -82,13 +85,12 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Project:
-    root = tmp_path_factory.mktemp("resume")
-    for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+def project(tmp_path_factory, tiny_params) -> Project:
+    root = copy_code(tmp_path_factory.mktemp("resume"))
     archive = make_cifar_archive(root / "cifar.tar.gz", per_batch=32, test_size=20)  # 128 train, 32 val
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(archive), sort_keys=False))
-    proj = Project(root)
+    params = tiny_params(archive, {RUN: {"study": "norm", "norm": "bn", "batch_size": 16}}, epochs=EPOCHS)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))  # the split stage reads its keys
+    proj = Project(root, params)
     proj.run([sys.executable, str(root / "stages" / "split.py"), str(archive), str(proj.split)], root)
     return proj
 
@@ -211,32 +213,12 @@ def test_sigterm_stops_with_one_line_naming_the_saved_epoch_and_the_rerun_resume
     assert_same_weights(cwd / "resume.pt", straight[0] / "resume.pt", load=last_weights)
 
 
-def test_an_interrupt_during_the_save_of_an_epoch_names_the_epoch_on_disk(tiny_split, tmp_path, monkeypatch):
-    # A SIGTERM raises KeyboardInterrupt wherever the process is; here, as the save of epoch 2 begins.
-    # The save is atomic, so the file still holds epoch 1, and the message must say so.
-    real_save = training.save_resume_state
-
-    def interrupted_at_epoch_2(path, fingerprint, state, *args):
-        if state.epoch == 2:
-            raise KeyboardInterrupt
-        real_save(path, fingerprint, state, *args)
-
-    monkeypatch.setattr(training, "save_resume_state", interrupted_at_epoch_2)
-    resume = tmp_path / "resume.pt"
-    with pytest.raises(Interrupted) as info:
-        train_run(run_config(tmp_path / "unused.tar.gz"), tiny_split, torch.device("cpu"), resume_path=resume,
-                  on_epoch=lambda state: None)
-    on_disk = saved_epoch(resume)["epoch"]
-    assert on_disk == 1
-    assert f"after epoch {on_disk} " in str(info.value)
-
-
 # --- 3. stale or corrupt resume state is not reused --------------------------------------------
 
 
 @pytest.mark.slow
 def test_resume_state_of_another_lr_is_not_reused(project, straight):
-    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params = copy.deepcopy(project.params)
     params["runs"][RUN]["lr"] = 0.05
     cwd = project.workdir("other-lr", params)
     shutil.copy(straight[0] / "resume.pt", cwd / "resume.pt")  # a completed run of lr 0.1
@@ -278,7 +260,7 @@ def test_a_run_finished_but_stopped_before_its_outputs_were_saved_saves_them_wit
 
 
 def test_the_start_line_says_what_the_run_does_and_what_the_profile_overrode(project):
-    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params = copy.deepcopy(project.params)
     params["runs"][RUN]["epochs"] = 50  # the quick profile trains EPOCHS whatever the run says
     cwd = project.workdir("start-line", params)
     first = project.run(project.train_cmd(cwd), cwd).stdout.splitlines()[0]
@@ -339,67 +321,10 @@ def test_two_uninterrupted_runs_give_byte_identical_metrics_and_predictions(stra
 # --- 5. divergence -----------------------------------------------------------------------------
 
 
-def test_a_huge_lr_diverges_and_stops_at_the_first_non_finite_epoch(tiny_split, tmp_path):
-    run = run_config(tmp_path / "unused.tar.gz", lr=1.0e6, lr_scaling="none", warmup_epochs=0)
-    result = train_run(run, tiny_split, torch.device("cpu"), resume_path=tmp_path / "resume.pt",
-                       on_epoch=lambda state: None)
-    state = result.state
-    assert state.status == "diverged"
-    last = state.history[-1]
-    assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["val_loss"]))
-    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in state.history[:-1])
-    assert len(state.history) == state.epoch < EPOCHS  # stopped there, did not train on
-    assert f"epoch {state.epoch}" in state.stopped_reason
-
-
-def test_divergence_keeps_the_best_model_of_the_epochs_before_it(tiny_split, tmp_path, monkeypatch):
-    # Epoch 2's training loss is made NaN (the weights stay finite): the run must stop at epoch 2 and
-    # hand back epoch 1's weights, which the resume file of epoch 1 holds too.
-    real_run = Stepper.run
-    calls = []
-
-    def nan_on_second_epoch(self, batches):
-        totals = real_run(self, batches)
-        calls.append(1)
-        return totals._replace(loss_sum=math.nan) if len(calls) == 2 else totals
-
-    monkeypatch.setattr(Stepper, "run", nan_on_second_epoch)
-    resume = tmp_path / "resume.pt"
-    saved = {}
-
-    def keep_model(state):
-        saved[state.epoch] = torch.load(resume, map_location="cpu", weights_only=False)["model"]
-
-    run = run_config(tmp_path / "unused.tar.gz")
-    result = training.train_run(run, tiny_split, torch.device("cpu"), resume_path=resume, on_epoch=keep_model)
-    state = result.state
-    assert (state.status, state.epoch, len(state.history)) == ("diverged", 2, 2)
-    assert state.stopped_reason == "non-finite loss at epoch 2"
-    assert state.best_epoch == 1
-    final = result.model.state_dict()
-    assert all(torch.equal(final[k], saved[1][k]) for k in saved[1])
-    assert not all(torch.equal(saved[2][k], saved[1][k]) for k in saved[1])  # epoch 2 did change the model
-
-
-def hand_made_metrics(status: str, reason: str = "") -> dict:
-    scores = {"accuracy": 0.1, "micro_f1": 0.1, "macro_f1": 0.05}
-    return {"status": status, "stopped_reason": reason, "best_epoch": 1, "epochs_run": 3,
-            "best_val_accuracy": 0.1, "train": scores, "val": scores, "test": scores, "train_time_s": 1.0}
-
-
-def test_metrics_table_marks_a_diverged_run_with_its_reason():
-    table = metrics_table({"ok": hand_made_metrics("completed"),
-                           "boom": hand_made_metrics("diverged", "non-finite loss at epoch 3")})
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("|")}
-    assert "**diverged** (non-finite loss at epoch 3)" in rows["boom"]
-    assert "diverged" not in rows["ok"] and "completed" in rows["ok"]
-
-
 @pytest.mark.slow
 def test_the_stages_evaluate_and_report_a_diverged_run(project):
-    archive = Path(yaml.safe_load((project.root / "params.yaml").read_text())["data"]["source"])
-    params = tiny_params(archive, {"boom": {"study": "norm", "norm": "bn", "batch_size": 16, "lr": 1.0e6,
-                                           "warmup_epochs": 0}})
+    params = copy.deepcopy(project.params)
+    params["runs"] = {"boom": {"study": "norm", "norm": "bn", "batch_size": 16, "lr": 1.0e6, "warmup_epochs": 0}}
     cwd = project.workdir("diverged", params)
     trained = project.run(project.train_cmd(cwd, "boom"), cwd)
     assert "diverged" in trained.stdout

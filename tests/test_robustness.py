@@ -1,5 +1,5 @@
-"""Failure paths without training: a full disk, bad params and hostile archives at the stage entry
-points, and the split as a pure function of its seed."""
+"""Failure paths without training: a full disk, bad params, bad settings files and hostile archives at the
+stage entry points, and the split as a pure function of its seed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import errno
 import hashlib
 import json
 import os
+import runpy
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,11 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 from archives import file_entry, make_cifar_archive
+from checkout import ROOT, copy_code
 
+from cifarlab.config.publish import write_settings
+from cifarlab.config.resolve import load_study
 from cifarlab.io import atomic_path, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN_OUTPUTS = ["--split", "x", "--model", "y", "--live", "z", "--checkpoint", "w"]
+EVALUATE_OUTPUTS = ["--split", "x", "--model", "y", "--metrics", "m", "--predictions", "p", "--confusion", "c",
+                    "--weights", "v"]
+CHECK_PARAMS_OUTPUTS = ["--runs", "runs", "study.json"]
 
 
 def stage(name: str, *args: str) -> list[str]:
@@ -39,8 +46,34 @@ def run_many(jobs: list[tuple[Path, list[str]]]) -> list[subprocess.CompletedPro
         return list(pool.map(lambda job: run_in(*job), jobs))
 
 
-def repo_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+@pytest.fixture
+def run_here(monkeypatch, capsys) -> Callable[..., subprocess.CompletedProcess]:
+    """`run_here(cwd, name, *args)`: stage script `name` run in this process as `python stages/<name>.py args`
+    runs it in `cwd`, from its `__main__` block (torch is imported once, not once per case). A real process
+    adds only its exit status and what imports print: a few cases run as one (`run_in`) to show those."""
+
+    def run(cwd: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+        script = str(ROOT / "stages" / f"{name}.py")
+        capsys.readouterr()
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        monkeypatch.setattr(sys, "path", [str(ROOT / "stages"), *sys.path])  # as Python puts the script's folder
+        sigterm = signal.getsignal(signal.SIGTERM)  # run_stage turns SIGTERM into an interrupt
+        try:
+            runpy.run_path(script, run_name="__main__")
+            status = 0
+        except SystemExit as exit_:  # sys.exit(None) is status 0, sys.exit("message") status 1
+            status = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *args], status, out, err)
+
+    return run
+
+
+def write_params(cwd: Path, params: dict) -> None:
+    (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def assert_one_line_user_error(result: subprocess.CompletedProcess, *names: str) -> str:
@@ -130,83 +163,160 @@ def _delete(section: str, key: str) -> Callable[[dict], None]:
     return lambda params: params[section].pop(key)
 
 
-# case -> (edit of params.yaml, run name given to train.py, names the error line must contain)
+# case -> (edit of params.yaml, names the error line must contain); check-params reads the whole file
 PARAMS_CASES = {
-    "unknown run": (lambda p: None, "bn-129", ["bn-129"]),
-    "typo key in a run": (_set("runs.bn-128.batchsize", 64), "bn-128", ["runs.bn-128.batchsize"]),
-    "zero epochs": (_set("train.epochs", 0), "bn-128", ["train.epochs"]),
-    "negative lr": (_set("train.lr", -1), "bn-128", ["train.lr"]),
-    # in another run than the one trained: the whole file is validated
-    "zero batch size in a run": (_set("runs.bn-8.batch_size", 0), "bn-128", ["runs.bn-8.batch_size"]),
-    "groups not dividing the widths": (_set("runs.gn-128.groups", 5), "bn-128", ["runs.gn-128.groups", "5"]),
-    "epochs of the wrong type": (_set("train.epochs", "ten"), "bn-128", ["train.epochs", "ten"]),
-    "missing key": (_delete("train", "momentum"), "bn-128", ["train.momentum"]),
-    "unknown top-level key": (_set("optimiser", {"name": "sgd"}), "bn-128", ["optimiser"]),
+    "typo key in a run": (_set("runs.bn-128.batchsize", 64), ["runs.bn-128.batchsize"]),
+    "zero epochs": (_set("train.epochs", 0), ["train.epochs"]),
+    "negative lr": (_set("train.lr", -1), ["train.lr"]),
+    "zero batch size in a run": (_set("runs.bn-8.batch_size", 0), ["runs.bn-8.batch_size"]),
+    "groups not dividing the widths": (_set("runs.gn-128.groups", 5), ["runs.gn-128.groups", "5"]),
+    "epochs of the wrong type": (_set("train.epochs", "ten"), ["train.epochs", "ten"]),
+    "missing key": (_delete("train", "momentum"), ["train.momentum"]),
+    "unknown top-level key": (_set("optimiser", {"name": "sgd"}), ["optimiser"]),
+    "a run's study a list": (_set("runs.gn-8.study", ["norm"]), ["runs.gn-8.study"]),
+    "a run's study a mapping": (_set("runs.gn-8.study", {"norm": 1}), ["runs.gn-8.study"]),
 }
 BROKEN_YAML_LINE = "  n: 2: 3"  # replaces the `n:` line of `model:`; "mapping values are not allowed here"
 
 
-def _broken_yaml() -> tuple[str, int]:
-    lines = (ROOT / "params.yaml").read_text().splitlines()
+def _broken_yaml(params: dict) -> tuple[str, int]:
+    lines = yaml.safe_dump(params, sort_keys=False).splitlines()
     index = next(i for i, line in enumerate(lines) if line.startswith("  n: "))
     lines[index] = BROKEN_YAML_LINE
     return "\n".join(lines) + "\n", index + 1
 
 
-@pytest.fixture(scope="module")
-def params_errors(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess, list[str]]]:
-    """Every bad-params case run through its stage script, in a folder of its own (two at a time)."""
-    jobs, expected = {}, {}
-    for name, (edit, run, names) in PARAMS_CASES.items():
-        cwd = tmp_path_factory.mktemp("params")
-        params = repo_params()
-        edit(params)
-        (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        jobs[name] = (cwd, stage("train", run, *TRAIN_OUTPUTS))
-        expected[name] = names
-
-    cwd = tmp_path_factory.mktemp("params")
-    text, line = _broken_yaml()
-    (cwd / "params.yaml").write_text(text)
-    jobs["not valid YAML"] = (cwd, stage("train", "bn-128", *TRAIN_OUTPUTS))
-    expected["not valid YAML"] = ["params.yaml", f"line {line}"]
-
-    cwd = tmp_path_factory.mktemp("params")
-    params = repo_params()
-    missing = cwd / "nowhere" / "cifar-10-python.tar.gz"
-    params["data"]["source"] = str(missing)
-    (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    jobs["fetch: missing local source"] = (cwd, stage("fetch", "raw"))
-    expected["fetch: missing local source"] = ["data.source", str(missing)]
-
-    results = run_many(list(jobs.values()))
-    return {name: (cwd, result, expected[name]) for (name, (cwd, _)), result in zip(jobs.items(), results)}
+@pytest.mark.parametrize("case", PARAMS_CASES)
+def test_a_bad_params_file_stops_check_params_with_one_line_naming_the_key_before_any_work(
+        tmp_path, study_params, run_here, case):
+    edit, names = PARAMS_CASES[case]
+    edit(study_params)
+    write_params(tmp_path, study_params)
+    # Naming the key is what fails if validation goes: check-params would then fail later, or not at all.
+    assert_one_line_user_error(run_here(tmp_path, "check_params", *CHECK_PARAMS_OUTPUTS), *names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no settings files: no work done
 
 
-@pytest.mark.parametrize("case", [*PARAMS_CASES, "not valid YAML", "fetch: missing local source"])
-def test_a_bad_params_file_stops_the_stage_with_one_line_naming_the_key(params_errors, case):
-    cwd, result, names = params_errors[case]
-    # Naming the key is what fails if validation goes: train.py would then stop later, on the
-    # missing split `x`, with a line about x/arrays.npz instead.
-    assert_one_line_user_error(result, *names)
-    assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml"]  # no x, y, z, w, raw: no work done
-
-
-def test_compile_on_a_cpu_without_a_cxx_compiler_stops_with_one_line_before_any_work(tmp_path):
-    params = repo_params()
-    params["device"] = "cpu"
-    params["performance"]["compile"] = "default"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run_in(tmp_path, stage("train", "bn-128", *TRAIN_OUTPUTS), CXX="no-such-cxx")
-    assert_one_line_user_error(result, "performance.compile", "no-such-cxx")
+def test_a_params_file_that_is_not_yaml_stops_check_params_with_one_line_naming_the_line(
+        tmp_path, study_params, run_here):
+    text, line = _broken_yaml(study_params)
+    (tmp_path / "params.yaml").write_text(text)
+    assert_one_line_user_error(run_here(tmp_path, "check_params", *CHECK_PARAMS_OUTPUTS), "params.yaml",
+                               f"line {line}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_the_valid_params_file_gets_past_validation(tmp_path):
-    # The control for the cases above: the unedited file fails only later, on the missing split.
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    line = assert_one_line_user_error(run_in(tmp_path, stage("train", "bn-128", *TRAIN_OUTPUTS)), "arrays.npz")
-    assert "params" not in line
+# case -> (the settings file's text, or None for no file; the stage; names the error line must contain)
+SETTINGS_CASES = {
+    "train: no settings file for the run": (None, "train", ["runs/bn-129.json", "check-params"]),
+    "train: settings that are not JSON": ('{"run": {', "train", ["runs/bn-129.json", "not valid JSON"]),
+    "train: a file that is not a run's settings": ('{"seed": 0}', "train",
+                                                   ["runs/bn-129.json", "not a run settings file"]),
+    "evaluate: no settings file for the run": (None, "evaluate", ["runs/bn-129.json", "check-params"]),
+    "evaluate: a file that is not a run's settings": ('[]', "evaluate",
+                                                      ["runs/bn-129.json", "not a run settings file"]),
+}
+
+
+@pytest.mark.parametrize("case", SETTINGS_CASES)
+def test_a_missing_or_bad_settings_file_stops_the_stage_with_one_line_naming_it_before_any_work(
+        tmp_path, run_here, case):
+    text, script, names = SETTINGS_CASES[case]
+    (tmp_path / "runs").mkdir()
+    if text is not None:
+        (tmp_path / "runs" / "bn-129.json").write_text(text)
+    outputs = TRAIN_OUTPUTS if script == "train" else EVALUATE_OUTPUTS
+    # Without the check, the stage would fail later on the missing split `x`, naming x/arrays.npz instead.
+    assert_one_line_user_error(run_here(tmp_path, script, "runs/bn-129.json", *outputs), *names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no outputs written
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "y: no model file; run the train stage first"),
+    (b"", "y: not a cifarlab model file"),
+    (b"PK\x03\x04 a zip that is no model", "y: not a cifarlab model file"),
+], ids=["missing", "empty", "garbage"])
+def test_a_file_that_is_not_a_model_stops_evaluate_with_one_line_naming_it(tmp_path, study_params, run_here, content,
+                                                                           expected):
+    write_settings(load_study(study_params), tmp_path / "runs", tmp_path / "study.json", root=ROOT)
+    if content is not None:
+        (tmp_path / "y").write_bytes(content)  # the --model of EVALUATE_OUTPUTS
+    assert_one_line_user_error(run_here(tmp_path, "evaluate", "runs/bn-128.json", *EVALUATE_OUTPUTS), expected)
+    assert not {"m", "p", "c", "v"} & {p.name for p in tmp_path.iterdir()}  # no metrics or predictions
+
+
+def _compile_on_cpu(params: dict) -> dict:
+    params["device"] = "cpu"
+    params["performance"]["compile"] = "default"
+    return params
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_stops_check_params_with_one_line(
+        tmp_path, study_params, run_here, monkeypatch):
+    write_params(tmp_path, _compile_on_cpu(study_params))
+    monkeypatch.setenv("CXX", "no-such-cxx")
+    assert_one_line_user_error(run_here(tmp_path, "check_params", *CHECK_PARAMS_OUTPUTS), "performance.compile",
+                               "no-such-cxx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_stops_a_run_with_one_line_before_any_work(
+        tmp_path, study_params, run_here, monkeypatch):
+    # Settings written where a compiler was: the train stage checks again on the machine it runs on.
+    write_settings(load_study(_compile_on_cpu(study_params)), tmp_path / "runs", tmp_path / "study.json", root=ROOT)
+    monkeypatch.setenv("CXX", "no-such-cxx")
+    assert_one_line_user_error(run_here(tmp_path, "train", "runs/bn-128.json", *TRAIN_OUTPUTS),
+                               "performance.compile", "no-such-cxx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "study.json"]
+
+
+@pytest.fixture(scope="module")
+def real_processes(tmp_path_factory, make_study_params) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """As real processes (two at a time): check-params on a bad params file, fetch on a missing source, and
+    the control for every case above, check-params on a valid file from a project root."""
+    jobs = {}
+    cwd = tmp_path_factory.mktemp("bad")
+    params = make_study_params()
+    params["runs"]["bn-128"]["batchsize"] = 64
+    write_params(cwd, params)
+    jobs["bad params"] = (cwd, stage("check_params", *CHECK_PARAMS_OUTPUTS))
+
+    cwd = tmp_path_factory.mktemp("fetch")
+    params = make_study_params()
+    params["data"]["source"] = str(cwd / "nowhere" / "cifar-10-python.tar.gz")
+    write_params(cwd, params)
+    jobs["fetch"] = (cwd, stage("fetch", "raw"))
+
+    # check-params runs from the project root, which holds the stage scripts whose imports it hashes.
+    cwd = copy_code(tmp_path_factory.mktemp("valid"))
+    write_params(cwd, make_study_params())
+    jobs["valid params"] = (cwd, [sys.executable, "stages/check_params.py", *CHECK_PARAMS_OUTPUTS])
+    return {name: (cwd, result) for (name, (cwd, _)), result in zip(jobs.items(), run_many(list(jobs.values())))}
+
+
+def test_a_bad_params_file_stops_the_check_params_process_with_one_line_and_exit_2(real_processes):
+    cwd, result = real_processes["bad params"]
+    assert_one_line_user_error(result, "runs.bn-128.batchsize")
+    assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml"]
+
+
+def test_a_missing_local_source_stops_the_fetch_process_with_one_line_naming_data_source(real_processes):
+    cwd, result = real_processes["fetch"]
+    assert_one_line_user_error(result, "data.source", str(cwd / "nowhere" / "cifar-10-python.tar.gz"))
+    assert sorted(p.name for p in cwd.iterdir()) == ["params.yaml"]  # no raw: no work done
+
+
+def test_valid_params_give_every_run_a_settings_file_that_gets_the_run_past_its_checks(real_processes,
+                                                                                    study_params):
+    cwd, checked = real_processes["valid params"]
+    assert checked.returncode == 0, checked.stderr
+    written = sorted(p.name for p in (cwd / "runs").iterdir())
+    assert written == sorted(f"{run}.json" for run in study_params["runs"])
+    assert list(json.loads((cwd / "study.json").read_text())["runs"]) == list(study_params["runs"])
+    # The train stage, a real process too, then fails only later: on the missing split.
+    line = assert_one_line_user_error(run_in(cwd, stage("train", "runs/bn-128.json", *TRAIN_OUTPUTS)),
+                                      "arrays.npz")
+    assert "params" not in line and "runs/bn-128.json" not in line
 
 
 # --- 3. hostile archives through the split stage -----------------------------------------------
@@ -226,10 +336,10 @@ def _escaping(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("make", [_truncated, _escaping], ids=["truncated", "dotdot-member"])
-def test_the_split_stage_refuses_a_hostile_archive_and_keeps_the_previous_split(tmp_path, make):
+def test_the_split_stage_refuses_a_hostile_archive_and_keeps_the_previous_split(tmp_path, study_params, make):
     cwd = tmp_path / "project"
     cwd.mkdir()
-    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    write_params(cwd, study_params)
     (tmp_path / "archive").mkdir()
     archive = make(tmp_path / "archive" / "cifar-10-python.tar.gz")
     out = cwd / "data" / "split"
@@ -247,15 +357,15 @@ def test_the_split_stage_refuses_a_hostile_archive_and_keeps_the_previous_split(
 # --- 4. the split is a pure function of its seed -----------------------------------------------
 
 
-def test_the_split_stage_is_a_pure_function_of_its_seed(tmp_path):
+def test_the_split_stage_is_a_pure_function_of_its_seed(tmp_path, make_study_params):
     archive = make_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=12)
     jobs = []
     for name, seed in (("first", 0), ("again", 0), ("other-seed", 1)):
         cwd = tmp_path / name
         cwd.mkdir()
-        params = repo_params()
+        params = make_study_params()
         params["seed"] = seed
-        (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_params(cwd, params)
         jobs.append((cwd, stage("split", str(archive), "split")))
     for (cwd, _), result in zip(jobs, run_many(jobs)):
         assert result.returncode == 0, f"{cwd.name}: {result.stderr}"

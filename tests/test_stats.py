@@ -1,16 +1,14 @@
-"""Replicate statistics against hand-computed values (t quantiles from tables) and SciPy's formulas."""
+"""cifarlab.analysis.stats: replicate statistics against hand-computed values (t quantiles from tables) and
+SciPy's formulas."""
 
 from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 from scipy import stats
 
-from cifarlab.replicates import aggregate_metrics, band
-
-from cifarlab.stats import (
+from cifarlab.analysis.stats import (
     Difference,
     binomial_se,
     compare,
@@ -143,24 +141,3 @@ def test_a_change_of_single_runs_has_the_binomial_error_of_all_four():
     se = math.sqrt(sum(a * (1 - a) / 1000 for a in accuracies))
     assert d.mean == pytest.approx(0.09)
     assert (d.low, d.high, d.test) == (pytest.approx(0.09 - 2 * se), pytest.approx(0.09 + 2 * se), "binomial SE")
-
-
-def test_an_aggregate_summarizes_every_metric_any_replicate_has_and_counts_the_diverged():
-    first = {"status": "diverged", "best_val_accuracy": None, "test": {"accuracy": 0.1, "loss": math.inf}}
-    second = {"status": "completed", "best_val_accuracy": 0.5, "test": {"accuracy": 0.3, "loss": 2.0}}
-    aggregate = aggregate_metrics([first, second], seeds=[0, 1])
-    assert (aggregate["replicates"], aggregate["seeds"], aggregate["diverged"]) == (2, [0, 1], 1)
-    assert aggregate["best_val_accuracy"] == {"mean": 0.5, "std": None, "low": None, "high": None, "count": 1}
-    assert aggregate["test"]["loss"]["count"] == 1  # the infinite loss is not averaged in
-    accuracy = aggregate["test"]["accuracy"]
-    assert (accuracy["mean"], accuracy["count"]) == (pytest.approx(0.2), 2)
-    assert accuracy["std"] == pytest.approx(math.sqrt(0.02))
-
-
-def test_a_band_is_the_mean_with_one_standard_deviation_and_none_where_one_replicate_is_left():
-    long, short = pd.DataFrame({"val_error": [0.6, 0.4, 0.3]}), pd.DataFrame({"val_error": [0.4, 0.2]})
-    curve = band([long, short], "val_error")
-    assert curve["value"].tolist() == pytest.approx([0.5, 0.3, 0.3])
-    assert curve["high"].iloc[:2].tolist() == pytest.approx([0.5 + math.sqrt(0.02), 0.3 + math.sqrt(0.02)])
-    assert curve["replicates"].tolist() == [2, 2, 1]
-    assert math.isnan(curve["low"].iloc[2]) and math.isnan(curve["high"].iloc[2])

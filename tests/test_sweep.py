@@ -1,4 +1,4 @@
-"""`python -m cifarlab.sweep` on a local Ray cluster that the tests start with two logical GPUs: runs at once,
+"""`python -m cifarlab.tools.sweep` on a local Ray cluster that the tests start with two logical GPUs: runs at once,
 a failing run, a rerun, the state plain `dvc repro` leaves, and separate machines through git and DVC remotes.
 
 The logical GPUs let Ray hand each task its own CUDA_VISIBLE_DEVICES on a machine without one; torch then
@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from archives import make_cifar_archive
-from test_pipeline_e2e import committed_project, run, tiny_params
+from checkout import committed_project, run
 
 ray = pytest.importorskip("ray")
 
-from cifarlab import sweep  # noqa: E402  (after the skip: the module is for installs with Ray)
+from cifarlab.tools import sweep  # noqa: E402  (after the skip: the module is for installs with Ray)
 
 pytestmark = pytest.mark.slow
 RUNS = ("bn-128", "gn-128")
@@ -41,10 +40,11 @@ def stage_names() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """The project with two runs of the norm study on a generated archive, committed, not yet run."""
+def project(tmp_path_factory, tiny_params) -> Path:
+    """The project with two runs of the norm study on a generated archive, two epochs each, committed, not yet
+    run."""
     archive = make_cifar_archive(tmp_path_factory.mktemp("archive") / "cifar.tar.gz", per_batch=12, test_size=20)
-    params = tiny_params(archive)
+    params = tiny_params(archive, epochs=2)
     params["runs"] = {name: params["runs"][name] for name in RUNS}
     return committed_project(tmp_path_factory.mktemp("project"), params)
 
@@ -170,11 +170,12 @@ def test_separate_machines_share_a_git_and_a_dvc_remote_and_the_head_does_not_tr
 
 def test_clones_refuse_uncommitted_changes_before_any_work(project, tmp_path, monkeypatch, capfd):
     repo = copy_of(project, tmp_path / "repo")
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("epochs: 2", "epochs: 3"))
+    edited = yaml.safe_load((repo / "params.yaml").read_text())
+    edited["profiles"]["quick"]["train"]["epochs"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
     status = sweep_in(repo, monkeypatch, "--clones", str(tmp_path / "nodes"))
     out, err = capfd.readouterr()
-    assert status == 1
+    assert status == 2  # a user error, as at every entry point
     assert err.strip() == ("error: --clones: the clones check out the last commit, and these files differ from "
                            "it: params.yaml; commit and push first")
     assert not (repo / "data" / "split").exists() and not (tmp_path / "nodes").exists()
@@ -202,7 +203,7 @@ def test_a_stopped_sweep_stops_its_runs_and_the_next_one_resumes_them(project, t
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "cifarlab.sweep", "--slots", "2"]  # no GPU: Ray's CPU slots
+    command = [sys.executable, "-m", "cifarlab.tools.sweep", "--slots", "2"]  # no GPU: Ray's CPU slots
     sweeping = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
     resume = [repo / "models" / "resume" / f"{name}.pt" for name in RUNS]

@@ -6,11 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from cifarlab import sweep
 from cifarlab.errors import CifarlabError
+from cifarlab.tools import sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture
+def project(tmp_path: Path, study_params: dict, monkeypatch) -> Path:
+    """A folder holding a params file of the five studies, where the sweep runs; no stage may run."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(study_params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "run_checked", lambda *a, **k: pytest.fail("a stage ran"))
+    return tmp_path
 
 
 def test_one_task_per_gpu_with_the_cpus_shared_among_them():
@@ -38,17 +46,13 @@ def test_slots_the_cluster_cannot_give_are_refused(resources, slots, message):
     (["--study", "nope"], "error: --study: no run of params.yaml is in study 'nope' (studies: arch, lab, norm, "
                           "resnet20, vggnorm)"),
 ])
-def test_bad_arguments_get_one_line_before_any_stage_runs(argv, message, monkeypatch, capsys):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sweep, "run_checked", lambda *a, **k: pytest.fail("a stage ran"))
-    assert sweep.main(argv) == 1
+def test_bad_arguments_get_one_line_and_exit_2_before_any_stage_runs(project, argv, message, capsys):
+    assert sweep.main(argv) == 2
     assert capsys.readouterr().err.strip() == message
 
 
-def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, capsys):
-    monkeypatch.chdir(ROOT)
+def test_without_ray_the_sweep_says_how_to_install_it(project, monkeypatch, capsys):
     monkeypatch.setattr(sweep.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(sweep, "run_checked", lambda *a, **k: pytest.fail("a stage ran"))
-    assert sweep.main([]) == 1
+    assert sweep.main([]) == 2
     assert capsys.readouterr().err.strip() == \
         'error: the sweep runs on Ray, which is not installed: pip install -e ".[ray]"'

@@ -11,3 +11,9 @@ class CifarlabError(Exception):
 
 class Interrupted(Exception):
     """A stage stopped by SIGINT or SIGTERM; the message says what was saved and how to continue."""
+
+
+def one_line(err: object) -> str:
+    """An exception's text on one short line, since hostile input chooses what goes in it."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= 200 else text[:197] + "..."

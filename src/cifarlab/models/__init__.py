@@ -1,35 +1,50 @@
-"""The model registry: each name maps to a family (its options, builder and widths), one file per family."""
+"""The model registry: each arch name maps to its family (options, builder, widths, label), one file per
+family, imported only when a run of that family needs it. A train stage thus loads the code of its own
+network and no other, and `config.code` records exactly that code in the run's settings file."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from cifarlab.activations import get_act_layer
 from cifarlab.errors import CifarlabError
-from cifarlab.models.base import Classifier, ModelFamily
-from cifarlab.models.resnet import PLAIN, RESNET
-from cifarlab.models.simplenn import SIMPLENN
-from cifarlab.models.vgg import VGG11_FAMILY
-from cifarlab.norms import get_norm_layer
 
 if TYPE_CHECKING:
-    from cifarlab.config import ModelConfig
+    from cifarlab.config.sections import ModelConfig
+    from cifarlab.nn.classifier import Classifier, ModelFamily
 
-MODELS: dict[str, ModelFamily] = {
-    "resnet": RESNET,  # He et al. 2016, section 4.2: 6n+2 layers
-    "plain": PLAIN,  # the same network without shortcuts
-    "vgg11": VGG11_FAMILY,
-    "simplenn": SIMPLENN,
+# arch -> (module, its ModelFamily); plain shares ResNet's blocks, so its module.
+MODELS: dict[str, tuple[str, str]] = {
+    "resnet": ("cifarlab.models.resnet", "RESNET"),  # He et al. 2016, section 4.2: 6n+2 layers
+    "plain": ("cifarlab.models.resnet", "PLAIN"),  # the same network without shortcuts
+    "vgg11": ("cifarlab.models.vgg", "VGG11_FAMILY"),
+    "simplenn": ("cifarlab.models.simplenn", "SIMPLENN"),
 }
+
+
+def family(arch: str) -> ModelFamily:
+    """The family registered as `arch`, its module imported on first use."""
+    if arch not in MODELS:
+        raise CifarlabError(f"model.arch: unknown '{arch}'; expected one of: {', '.join(MODELS)}")
+    module, name = MODELS[arch]
+    return getattr(importlib.import_module(module), name)
+
+
+def family_options(config: ModelConfig) -> Any:
+    """The family's own options dataclass, filled from `config.options`."""
+    return family(config.arch).options(**config.options)
 
 
 def build_model(config: ModelConfig) -> Classifier:
     """Build the model `config.arch` names, with its norm and activation resolved from their registries."""
-    if config.arch not in MODELS:
-        raise CifarlabError(f"model.arch: unknown '{config.arch}'; expected one of: {', '.join(MODELS)}")
-    return MODELS[config.arch].build(config.options, config.num_classes,
+    from cifarlab.nn.activations import get_act_layer  # noqa: PLC0415  (torch, only when a model is built)
+    from cifarlab.nn.norms import get_norm_layer  # noqa: PLC0415
+
+    return family(config.arch).build(family_options(config), config.num_classes,
                                      get_norm_layer(config.norm, groups=config.groups),
                                      get_act_layer(config.activation))
 
 
-__all__ = ["MODELS", "Classifier", "ModelFamily", "build_model"]
+def model_label(config: ModelConfig) -> str:
+    """The network in a few words for tables and logs ("ResNet-20 (A)", "VGG-11")."""
+    return family(config.arch).label(family_options(config))

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.activations import ActLayer, get_act_layer
+from cifarlab.config.fields import spec
 from cifarlab.errors import CifarlabError
-from cifarlab.fields import spec
-from cifarlab.models.base import Classifier, ModelFamily, NormLayer
-from cifarlab.norms import get_norm_layer
+from cifarlab.nn.activations import ActLayer, get_act_layer
+from cifarlab.nn.classifier import Classifier, ModelFamily, NormLayer
+from cifarlab.nn.norms import get_norm_layer
 
 WIDTHS = (16, 32, 64)  # channels of the stem and of the three stages
 

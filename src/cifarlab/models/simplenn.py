@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cifarlab.activations import ActLayer
-from cifarlab.models.base import Classifier, ModelFamily, NormLayer
+from cifarlab.nn.activations import ActLayer
+from cifarlab.nn.classifier import Classifier, ModelFamily, NormLayer
 
 WIDTHS = (8, 16)  # the two convolutions' channels
 

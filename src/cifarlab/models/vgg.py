@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cifarlab.activations import ActLayer
-from cifarlab.models.base import Classifier, ModelFamily, NormLayer
+from cifarlab.nn.activations import ActLayer
+from cifarlab.nn.classifier import Classifier, ModelFamily, NormLayer
 
 # Output channels of each 3x3 convolution, "M" a 2x2 max-pool: five pools take 32x32 down to 1x1.
 VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")

@@ -1,0 +1,1 @@
+"""Evaluation, statistics over replicates, the model profiler."""

@@ -1,0 +1,1 @@
+"""Building blocks every network uses: the norms, the activations, the classifier contract."""

@@ -1,0 +1,119 @@
+"""The report stage's document: `report.md` with its figures beside it. A header with the best run and
+where every number comes from, what a reader must know before trusting the comparisons, then each
+study under the section its `studies:` entry names, then the parameters every run trained with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cifarlab.config.sections import RunConfig, Study
+from cifarlab.io import write_text
+from cifarlab.report.inputs import ReportInputs, read_inputs
+from cifarlab.report.parameters import parameters_section
+from cifarlab.report.plots import confusion_counts, plot_confusion_matrices
+from cifarlab.report.sections import section
+from cifarlab.report.tables import pct
+from cifarlab.report.view import StudyView
+
+READING_THE_COMPARISONS = (
+    "How to read the comparisons: test accuracy is given in percent, for a run with replicates (the same "
+    "settings, another seed for initialisation, data order and augmentation; the split is the same for all) as "
+    "the mean and its 95% Student-t interval, for a single run with its binomial standard error (SE) on the test "
+    "images. A - B is a difference in points with its 95% interval: paired t over the seeds when both runs "
+    "have the same seeds, Welch's t when they have different ones, and when either is a single run (or the "
+    "seeds agree to the image) the difference +- 2 binomial standard errors of the difference, since a gap "
+    "below about twice that is not evidence; that yardstick measures test-set noise, not seed noise. The "
+    "verdict is \"within noise\" when the interval holds 0, else the better run. Intervals from two seeds "
+    "are wide (t = 12.7 at one degree of freedom): \"within noise\" there means \"not shown\", not "
+    "\"equal\". Each comparison is tested on its own at 95%: of twenty comparisons with no real difference, "
+    "about one will still read \"better\".")
+
+
+def header(study: Study, inputs: ReportInputs) -> list[str]:
+    """The title, then the runs and studies, the best run (by its mean over seeds), the devices and where
+    every number comes from."""
+    runs, metrics, replicates, aggregates = list(study.runs), inputs.metrics, inputs.replicates, inputs.aggregates
+    best = max(replicates, key=lambda r: aggregates[r]["test"]["accuracy"]["mean"])  # not the luckiest seed
+    diverged = [r for r in runs if metrics[r]["status"] == "diverged"]
+    devices = sorted({str(metrics[r].get("device", "?")) for r in runs})
+    profiles = sorted({cfg.profile for cfg in inputs.configs.values()})
+    return [
+        "# cifarlab: study report", "",
+        f"{len(replicates)} runs ({len(runs)} trainings with the replicates) in {len(study.runs_by_study())} "
+        f"studies, profile {', '.join(f'`{p}`' for p in profiles)}; the best test accuracy is "
+        f"{pct(aggregates[best]['test']['accuracy']['mean'])}% (`{best}`"
+        + (f", mean of {len(replicates[best])} seeds)" if len(replicates[best]) > 1 else ")")
+        + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
+        f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        "from `metrics/` (scores), `aggregates/` (scores over replicates), `plots/live/` (settings, curves, times) "
+        "and `plots/confusion/` by the "
+        "`report` stage; no number here is typed in.", ""]
+
+
+def provenance_notes(study: Study, configs: Mapping[str, RunConfig],
+                     records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What a reader must know before trusting the comparisons: runs of a small profile, runs made under
+    other settings than today's params.yaml, runs trained on different splits."""
+    notes = []
+    other = sorted({cfg.profile for cfg in configs.values()} - {"full"})
+    if other:
+        notes.append(f"**Profile {', '.join(f'`{p}`' for p in other)}: runs trained under that profile's overrides "
+                     "(the parameters table lists them; `quick` trains on a slice of the data for a few epochs), not "
+                     "the studies as specified. This report checks the pipeline; its numbers are not the studies' "
+                     "results.**")
+    profiles = sorted({cfg.profile for cfg in configs.values()})
+    if len(profiles) > 1:
+        notes.append(f"**This report mixes runs of the profiles {', '.join(f'`{p}`' for p in profiles)}**; the "
+                     "parameters table gives each run's.")
+    stale = [run for run, cfg in configs.items() if cfg.fingerprint() != study.runs[run].fingerprint()]
+    if stale:
+        names = ", ".join(f"`{r}`" for r in stale)
+        notes.append(f"**Trained under other settings than `params.yaml` now gives: {names}."
+                     "** The tables show what they trained with; `dvc repro` retrains them.")
+    splits = {records[run]["data"]["content_sha256"] for run in configs}
+    if len(splits) > 1:
+        notes.append(f"**The runs trained on {len(splits)} different data splits** (content hashes "
+                     f"{', '.join(sorted(h[:12] for h in splits))}); their scores are not comparable.")
+    return [line for note in notes for line in (note, "")]
+
+
+def confusion_matrix_lines(view: StudyView, confusion_dir: Path) -> list[str]:
+    """Every run's test confusion matrix, from the evaluate stage's tables, as one figure per study."""
+    matrices = {run: confusion_counts(confusion_dir, run) for run in view.runs}
+    figure = view.out_dir / f"confusion_{view.name}.png"
+    plot_confusion_matrices(matrices, figure, f"Test confusion matrices of study {view.name} (share of each "
+                            "actual class)")
+    return ["### Test confusion matrices", "", f"![test confusion matrices of study {view.name}]({figure.name})", ""]
+
+
+def study_lines(study: Study, name: str, view: StudyView, confusion_dir: Path) -> list[str]:
+    """Study `name` under the heading and the section that its entry in `studies:` names."""
+    report = study.reports[name]
+    _, render = section(report.section)
+    return [f"## {report.title} (study `{name}`)", "", *render(view), *confusion_matrix_lines(view, confusion_dir)]
+
+
+def write_report(study: Study, *, metrics_dir: Path, aggregates_dir: Path, live_root: Path,
+                 quantile_dir: Path, weights_dir: Path, confusion_dir: Path, out_dir: Path) -> Path:
+    """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study.
+
+    Which runs there are and how they group into studies come from params.yaml; everything about each run
+    (its settings, data sizes, scores, curves) comes from what it recorded.
+    """
+    inputs = read_inputs(list(study.runs), metrics_dir=metrics_dir, aggregates_dir=aggregates_dir,
+                         live_root=live_root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [*header(study, inputs), *provenance_notes(study, inputs.configs, inputs.records),
+             READING_THE_COMPARISONS, ""]
+    for name, names in study.runs_by_study().items():
+        view = StudyView(name, names, {run: inputs.replicates[run] for run in names if run in inputs.replicates},
+                         inputs.configs, inputs.metrics, inputs.aggregates, inputs.histories, weights_dir,
+                         quantile_dir, out_dir)
+        lines += study_lines(study, name, view, confusion_dir)
+    lines.append(parameters_section(inputs.configs, inputs.records, study))
+    path = out_dir / "report.md"
+    write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,142 @@
+"""The report's tables and cells: Markdown and number formatting, the metrics and cost tables of every
+run, and the scores and comparison tables of a study's original runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from cifarlab.analysis.stats import Difference, binomial_se, within_one_image
+from cifarlab.report.view import StudyView, difference, mean
+
+SPLITS = ("train", "val", "test")
+SCORES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1"}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table that prints each cell as formatted here: tabulate would re-read "5.00" as 5."""
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def signed_points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def interval(diff: Difference) -> str:
+    return f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
+
+
+def _status(m: Mapping[str, Any]) -> str:
+    if m["status"] == "diverged":
+        return f"**diverged** ({m['stopped_reason']})"
+    return m["status"].replace("_", " ")
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """Runs x (split x score), in percent."""
+    rows = []
+    for run, m in metrics.items():
+        row: dict[str, Any] = {"run": run, "status": _status(m)}
+        for split in SPLITS:
+            for key, label in SCORES.items():
+                row[f"{split} {label}"] = pct(m[split][key])
+        row["best epoch"] = m["best_epoch"]
+        row["epochs run"] = m["epochs_run"]
+        row["train time (s)"] = f"{m['train_time_s']:.1f}"
+        rows.append(row)
+    return markdown(rows)
+
+
+def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str, pd.DataFrame]) -> str:
+    """What each run cost: throughput, epoch time, and the share of each epoch spent on evaluation."""
+    rows = []
+    for run, history in histories.items():
+        epoch_total = history["epoch_time_s"] + history["eval_time_s"]
+        rows.append({"run": run, "device": metrics[run]["device"],
+                     "training img/s (median)": f"{history['images_per_s'].median():.0f}",
+                     "epoch s (median)": f"{epoch_total.median():.1f}",
+                     "evaluation share of epoch": f"{100 * (history['eval_time_s'] / epoch_total).median():.1f}%",
+                     "total s": f"{metrics[run]['train_time_s']:.0f}"})
+    return markdown(rows)
+
+
+def accuracy_cell(view: StudyView, run: str) -> str:
+    """Test accuracy in percent: over replicates the mean and its 95% t interval, for a single run the
+    binomial standard error."""
+    summary, images = view.aggregates[run]["test"]["accuracy"], view.metrics[run]["test"]["images"]
+    if summary["count"] > 1 and within_one_image(summary["std"], images):
+        return f"{pct(summary['mean'])} (all {summary['count']} seeds)"
+    if summary["count"] > 1:  # clipped: a t interval from two seeds can reach past 0 or 100%
+        return f"{pct(summary['mean'])} [{pct(max(summary['low'], 0.0))}, {pct(min(summary['high'], 1.0))}]"
+    return f"{pct(summary['mean'])} ± {pct(binomial_se(summary['mean'], images))} SE"
+
+
+def mean_text(view: StudyView, run: str, key: str) -> str:
+    """A mean over replicates that is a whole number when every replicate agrees, e.g. the best epoch."""
+    value = mean(view, run, key)
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def outcome(m: Mapping[str, Any], num_classes: int) -> str:
+    """diverged (a non-finite loss stopped it), at chance (test accuracy within two binomial standard
+    errors of 1/classes), or learned."""
+    if m["status"] == "diverged":
+        return f"**diverged** ({m['stopped_reason']})"
+    chance = 1 / num_classes
+    if m["test"]["accuracy"] < chance + 2 * math.sqrt(chance * (1 - chance) / m["test"]["images"]):
+        return "**at chance**"
+    return "learned"
+
+
+def outcomes(view: StudyView, run: str) -> str:
+    """The distinct outcomes of an original run's replicates, in replicate order."""
+    found = [outcome(view.metrics[name], view.configs[name].model.num_classes) for name in view.replicates[run]]
+    return ", ".join(dict.fromkeys(found))
+
+
+def scores_table(view: StudyView) -> str:
+    """A study's original runs: seeds, outcome, validation and test accuracy, test loss and macro-F1
+    (percent; means over replicates, test accuracy with its interval or standard error)."""
+    rows = []
+    for run in view.originals:
+        rows.append({"run": run, "seeds": len(view.replicates[run]), "outcome": outcomes(view, run),
+                     "val accuracy": pct(mean(view, run, "val", "accuracy")),
+                     "test accuracy": accuracy_cell(view, run),
+                     "test loss": f"{mean(view, run, 'test', 'loss'):.3f}",
+                     "test macro-F1": pct(mean(view, run, "test", "macro_f1")),
+                     "best epoch": mean_text(view, run, "best_epoch"),
+                     "train time (s)": f"{mean(view, run, 'train_time_s'):.0f}"})
+    return markdown(rows)
+
+
+def comparison_rows(view: StudyView, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Per pair (A, B) of original runs: their test accuracies, A - B with its 95% interval, the test
+    and the verdict."""
+    rows = []
+    for a, b in pairs:
+        diff = difference(view, a, b)
+        rows.append({"A": f"`{a}`", "B": f"`{b}`", "A test accuracy": accuracy_cell(view, a),
+                     "B test accuracy": accuracy_cell(view, b),
+                     "A - B (points) [95% interval]": f"{signed_points(diff.mean)} {interval(diff)}",
+                     "test": diff.test, "verdict": diff.verdict(f"`{a}`", f"`{b}`")})
+    return rows
+
+
+def comparison_table(view: StudyView, pairs: list[tuple[str, str]]) -> str:
+    return markdown(comparison_rows(view, pairs))
+
+
+def baseline_comparisons(view: StudyView, runs: list[str] | None = None) -> list[str]:
+    """Every original run of the study (or `runs`) against the study's first run, its baseline."""
+    baseline = view.originals[0]
+    pairs = [(run, baseline) for run in (runs if runs is not None else view.originals[1:])]
+    if not pairs:
+        return []
+    return [f"### Against the baseline `{baseline}`", "", comparison_table(view, pairs), ""]

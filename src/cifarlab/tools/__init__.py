@@ -1,0 +1,1 @@
+"""Commands beside the pipeline: the sweep over Ray, offline plots pages."""
