@@ -1,4 +1,4 @@
-"""The study through `python -m cifarlab.sweep` against plain `dvc repro`, and what Ray adds per task.
+"""The study through `python -m cifarlab.tools.sweep` against plain `dvc repro`, and what Ray adds per task.
 
 In two fresh clones of this repository's last commit, with the same params (the profile and archive
 given), it times `dvc repro` in one and the sweep in the other, one after the other on this machine, then
@@ -56,7 +56,7 @@ def ray_overheads(tasks: int) -> dict[str, float]:
     """Seconds: a local Ray's start, an empty task's round trip, and the watching process's extra start-up."""
     import ray
 
-    from cifarlab.sweep import run_stopping_on_cancel
+    from cifarlab.tools.sweep import run_stopping_on_cancel
 
     start = time.perf_counter()
     ray.init(include_dashboard=False)
@@ -114,7 +114,7 @@ def main() -> None:
     runs = [name for name, entry in params["runs"].items() if args.study in (None, entry.get("study"))]
     plain_cmd = ["dvc", "repro"] if args.study is None else \
         ["dvc", "repro", *(f"evaluate@{run}" for run in runs)]
-    sweep_cmd = [sys.executable, "-m", "cifarlab.sweep"] + (["--slots", str(args.slots)] if args.slots else []) \
+    sweep_cmd = [sys.executable, "-m", "cifarlab.tools.sweep"] + (["--slots", str(args.slots)] if args.slots else []) \
         + (["--study", args.study] if args.study else [])
     # A phase timed before in this --workdir is not run again: a failure later costs no rerun of an hour.
     timings_file = work / "timings.json"
@@ -149,7 +149,7 @@ def main() -> None:
         "| | wall time | |",
         "| --- | ---: | --- |",
         f"| `{' '.join(plain_cmd)}` | {plain_s:.0f} s | one run after another; torch: {plain_device} |",
-        f"| `python -m cifarlab.sweep{''.join(' ' + x for x in sweep_cmd[3:])}` | {sweep_s:.0f} s | "
+        f"| `python -m cifarlab.tools.sweep{''.join(' ' + x for x in sweep_cmd[3:])}` | {sweep_s:.0f} s | "
         f"{plain_s / sweep_s:.2f}x faster; torch: {sweep_device} per run |",
         "",
         f"Metrics files byte-identical: {len(identical)} of {len(runs)}. Test accuracy, largest difference "

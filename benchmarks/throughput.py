@@ -31,21 +31,21 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import yaml
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from cifarlab.cli import resolve_device
-from cifarlab.config import ModelConfig, TrainConfig
-from cifarlab.fields import build_section
-from cifarlab.loader import Normalizer, ResidentDataset
+from cifarlab.config.fields import build_section
+from cifarlab.config.sections import ModelConfig, TrainConfig
+from cifarlab.data.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
 from cifarlab.models.resnet import CifarResNet, ResNetOptions
-from cifarlab.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
-from cifarlab.optim import build_optimizer
-from cifarlab.training import Stepper
+from cifarlab.nn.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
+from cifarlab.train.device import resolve_device
+from cifarlab.train.optim import build_optimizer
+from cifarlab.train.step import Stepper
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 GROUPS = 8
