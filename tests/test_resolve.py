@@ -159,7 +159,6 @@ def test_groupnorm_groups_are_checked_against_the_widths_of_the_model_built(stud
             in error_of(study_params))
 
 
-
 def test_a_replicate_trains_its_original_with_the_seed_plus_its_number_on_the_same_split(study_params):
     study_params["seed"] = 5
     study_params["runs"]["gn-8-r3"] = {"study": "norm", "norm": "gn", "batch_size": 8, "replicate_of": "gn-8",

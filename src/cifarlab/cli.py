@@ -13,6 +13,7 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     # SIGTERM (a scheduler's preemption, `kill`) takes the same path as Ctrl-C.
     raise KeyboardInterrupt
 
+
 def run_stage(body: Callable[[list[str]], None]) -> None:
     """Run a stage's body; a user error or an interruption becomes one line on stderr and a non-zero exit."""
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

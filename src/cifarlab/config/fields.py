@@ -58,7 +58,6 @@ def _check_value(value: Any, annotation: Any, meta: Mapping, key: str) -> Any:
     return checked
 
 
-
 def check_fields(cls: type, values: Any, key: str) -> dict[str, Any]:
     """Check the keys present in `values` against dataclass `cls` (names, types, ranges), naming `key.<field>`."""
     if not isinstance(values, Mapping):

@@ -13,13 +13,13 @@ from cifarlab.config.sections import RunConfig, Study
 from cifarlab.errors import CifarlabError
 
 
-def _read_json(path: Path, producer: str = "check-params") -> Any:
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise CifarlabError(f"{path}: missing; run {producer} first (dvc repro {producer})") from None
+        raise CifarlabError(f"{path}: missing; run check-params first (dvc repro check-params)") from None
     except ValueError as exc:
-        raise CifarlabError(f"{path}: not valid JSON ({exc}); run {producer} again") from None
+        raise CifarlabError(f"{path}: not valid JSON ({exc}); run check-params again") from None
 
 
 def read_run_settings(path: Path) -> tuple[RunConfig, str]:

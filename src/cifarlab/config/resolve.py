@@ -102,6 +102,7 @@ def load_study(params: Mapping) -> Study:
     _check_replicates(runs)
     return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs, reports=reports)
 
+
 def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
     """A replicate names an original run of its study listed above it, trains with exactly its settings,
     and has a number of its own among that run's replicates."""
@@ -136,6 +137,7 @@ def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
                                     f"each replicate of {original} needs a number of its own")
             seen[number] = name
 
+
 def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
     """A profile overrides `model` and `train` keys of every run, then `studies.<study>` those of one
     study's runs (a quick profile shrinks its widest models further)."""
@@ -148,12 +150,14 @@ def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
             raise CifarlabError(f"{key}.studies.{study}: not a study; expected one of: {', '.join(studies)}")
         _check_profile_layer(layer, f"{key}.studies.{study}")
 
+
 def _check_profile_layer(layer: Any, key: str, also: tuple[str, ...] = ()) -> None:
     if not isinstance(layer, Mapping) or set(layer) - {"model", "train", *also}:
         raise CifarlabError(f"{key}: expected a mapping with {', '.join(repr(k) for k in ('model', 'train', *also))} "
                             "overrides")
     _check_model_keys(layer.get("model") or {}, f"{key}.model")
     _check_train_keys(layer.get("train") or {}, f"{key}.train")
+
 
 def _check_overrides(entry: Mapping, key: str, also: tuple[str, ...] = ()) -> None:
     """A run entry or a study's defaults: keys of model: or train: (and `also`), nothing else."""
@@ -162,6 +166,7 @@ def _check_overrides(entry: Mapping, key: str, also: tuple[str, ...] = ()) -> No
         if option not in known | set(also):
             raise CifarlabError(f"{key}.{option}: unknown key; expected {' and '.join(also) + ' and ' if also else ''}"
                                 f"keys of model: or train: ({', '.join(sorted(known))})")
+
 
 def _check_studies(studies: Mapping) -> tuple[dict[str, Mapping], dict[str, StudyReport]]:
     """`studies:` maps each study's name to the report section that shows it (`section`, and optionally
@@ -186,6 +191,7 @@ def _check_studies(studies: Mapping) -> tuple[dict[str, Mapping], dict[str, Stud
     if not checked:
         raise CifarlabError("studies: expected at least one study")
     return checked, reports
+
 
 def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, train_defaults: Mapping,
                  studies: Mapping[str, Mapping], profile: Mapping, profile_name: str,
@@ -249,6 +255,7 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
                      performance=performance, profile=profile_name, profile_overrides=overrides,
                      replicate_of=replicate_of, replicate=replicate)
 
+
 @functools.cache
 def _model_key_fields() -> dict[str, type]:
     """Every key a run may set under model:, with the dataclass that checks it: the common keys of
@@ -259,6 +266,7 @@ def _model_key_fields() -> dict[str, type]:
         for f in dataclasses.fields(options):
             keys.setdefault(f.name, options)
     return keys
+
 
 def _check_model_keys(values: Any, key: str) -> dict[str, Any]:
     """Check one layer of model keys (defaults, a run entry or a profile), naming `key.<name>`."""
@@ -271,6 +279,7 @@ def _check_model_keys(values: Any, key: str) -> dict[str, Any]:
             raise CifarlabError(f"{key}.{name}: unknown key; expected one of: {', '.join(known)}")
         checked.update(check_fields(known[name], {name: value}, key))
     return _check_choices(checked, key)
+
 
 def _build_model_config(values: dict[str, Any], entry: Mapping, key: str, run: str,
                         set_by: Mapping[str, str]) -> ModelConfig:

@@ -26,6 +26,7 @@ class DataConfig:
     md5: str | None
     val_fraction: float = field(metadata=spec(above=0.0, below=1.0))
 
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The keys every model takes; `options` holds the keys that the family of `arch` declares (`n`,
@@ -44,6 +45,7 @@ class ModelConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
         """Rebuild from `dataclasses.asdict` output, as a checkpoint stores it."""
         return cls(**{**values, "options": dict(values["options"])})
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -75,6 +77,7 @@ class TrainConfig:
             return self.lr * self.batch_size / self.lr_reference_batch
         return self.lr
 
+
 @dataclass(frozen=True)
 class PerformanceConfig:
     """How a run is computed; results agree up to floating-point noise whatever these say."""
@@ -84,6 +87,7 @@ class PerformanceConfig:
     deterministic: bool
     compile: str = field(metadata=spec(choices=("none", "default", "reduce-overhead")))
 
+
 @dataclass(frozen=True)
 class ProfileOverride:
     """A key the run entry or its study set that the active profile replaced."""
@@ -92,6 +96,7 @@ class ProfileOverride:
     own: Any  # the value the run asked for
     set_by: str  # the params key that asked for it, e.g. "runs.bn-128"
     value: Any  # the profile's value, which the run trains with
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -143,6 +148,7 @@ class RunConfig:
     def describe_overrides(self) -> str:
         """The profile's overrides of this run's own keys, e.g. "epochs 200 (studies.resnet20) -> 5"."""
         return ", ".join(f"{o.key} {o.own} ({o.set_by}) -> {o.value}" for o in self.profile_overrides)
+
 
 @dataclass(frozen=True)
 class StudyReport:

@@ -35,6 +35,7 @@ META_MEMBER = "batches.meta"
 
 ROW_LENGTH = 3 * 32 * 32  # one image: the R plane, then G, then B, each 32x32 row-major
 
+
 @dataclass(frozen=True, eq=False)
 class CifarArrays:
     """The official train and test sets: images (N, 3, 32, 32) uint8 NCHW, labels (N,) int64."""
@@ -44,6 +45,7 @@ class CifarArrays:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
+
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Resolves only the globals an official batch needs; unpickling runs code, so refuse the rest.
@@ -63,6 +65,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             return self.ALLOWED[(module, name)]
         except KeyError:
             raise CifarlabError(f"forbidden global {module}.{name}") from None
+
 
 def read_archive(path: Path) -> CifarArrays:
     """Read the official `cifar-10-python.tar.gz` layout from memory, without extracting it.
@@ -89,11 +92,13 @@ def read_archive(path: Path) -> CifarArrays:
         class_names=_check_meta(path, loaded[META_MEMBER]),
     )
 
+
 def check_archive_layout(path: Path, *, shown_as: object) -> None:
     """Refuse, naming `shown_as`, a file that is not a readable .tar.gz holding the official members;
     the batches themselves are checked when the split reads them."""
     with _open_tar(path, shown_as=shown_as) as tar:
         _check_members(shown_as, tar.getmembers())
+
 
 @contextlib.contextmanager
 def _open_tar(path: Path, *, shown_as: object) -> Iterator[tarfile.TarFile]:
@@ -106,6 +111,7 @@ def _open_tar(path: Path, *, shown_as: object) -> Iterator[tarfile.TarFile]:
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError) as err:  # zlib.error is an OSError
         raise CifarlabError(f"{shown_as}: not a readable .tar.gz archive ({one_line(err)})") from None
+
 
 def _check_members(path: object, members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
     """Refuse the archive if any member is unsafe; return the needed members by short name."""
@@ -126,6 +132,7 @@ def _check_members(path: object, members: list[tarfile.TarInfo]) -> dict[str, ta
         )
     return {name: files[f"{ARCHIVE_DIR}/{name}"] for name in needed}
 
+
 def _unpickle(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
     stream = tar.extractfile(member)
     try:
@@ -135,6 +142,7 @@ def _unpickle(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
         raise CifarlabError(
             f"{path}: member {member.name}: not a readable batch pickle ({one_line(err)})"
         ) from None
+
 
 def _check_batch(path: Path, name: str, batch: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate one batch dict and return images (N, 3, 32, 32) uint8 and labels (N,) int64."""
@@ -162,6 +170,7 @@ def _check_batch(path: Path, name: str, batch: Any) -> tuple[np.ndarray, np.ndar
     # a row is [R plane | G plane | B plane], each 32x32 row-major, so a plain reshape is NCHW
     images = data.reshape(len(data), 3, 32, 32)  # (N, C, H, W)
     return images, labels.astype(np.int64)
+
 
 def _check_meta(path: Path, meta: Any) -> tuple[str, ...]:
     names = meta.get("label_names") if isinstance(meta, dict) else None

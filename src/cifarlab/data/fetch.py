@@ -25,9 +25,11 @@ PROGRESS_EVERY_S = 5.0
 
 PROGRESS_EVERY_FRACTION = 0.1
 
+
 def is_url(source: str) -> bool:
     """True when `source` is an http, https, ftp or file URL (else it is a local path)."""
     return urllib.parse.urlparse(source).scheme.lower() in URL_SCHEMES
+
 
 def fetch_archive(source: str, dest: Path, expected_md5: str | None) -> dict:
     """Download (URL) or copy (local path) the archive to `dest`, atomically, and record checksums.
@@ -45,6 +47,7 @@ def fetch_archive(source: str, dest: Path, expected_md5: str | None) -> dict:
         sums = _copy_local(Path(source), dest)
         verified = False
     return {"source": source, **sums, "checksum_verified": verified}
+
 
 def _download(url: str, dest: Path, expected_md5: str | None) -> dict:
     try:
@@ -77,6 +80,7 @@ def _download(url: str, dest: Path, expected_md5: str | None) -> dict:
         ) from None
     return sums
 
+
 def _copy_local(path: Path, dest: Path) -> dict:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
@@ -85,6 +89,7 @@ def _copy_local(path: Path, dest: Path) -> dict:
         sums = _copy_hashing(src, tmp, total=None, label=None)
         check_archive_layout(tmp, shown_as=f"data.source: {path}")
     return sums
+
 
 def _copy_hashing(src: IO[bytes], tmp: Path, *, total: int | None, label: str | None) -> dict:
     """Copy `src` to `tmp` in chunks, hashing as it goes; report progress on stderr if `label`."""
@@ -110,6 +115,7 @@ def _copy_hashing(src: IO[bytes], tmp: Path, *, total: int | None, label: str | 
         print(f"downloaded {label}: {done / 1e6:.1f} MB in {time.monotonic() - start:.1f} s",
               file=sys.stderr)
     return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest(), "bytes": done}
+
 
 def _progress(label: str, done: int, total: int | None) -> None:
     of = f" of {total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else " MB"

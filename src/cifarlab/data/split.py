@@ -26,6 +26,7 @@ SPLIT_META = "meta.json"
 # the order in which arrays enter content_sha256; changing it changes every recorded hash
 SPLIT_ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """Train, validation and test arrays; mean and std per channel of the train part, in [0, 1]."""
@@ -51,6 +52,7 @@ class Split:
             digest.update(memoryview(array).cast("B"))
         return digest.hexdigest()
 
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random split of range(n) into (train, val) indices, each sorted ascending.
 
@@ -65,6 +67,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         )
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
 
 def channel_stats(
     x: np.ndarray, chunk: int = 2048
@@ -86,6 +89,7 @@ def channel_stats(
         stds.append(math.sqrt((count * sq - s * s) / count**2) / 255)
     return tuple(means), tuple(stds)
 
+
 def make_split(arrays: CifarArrays, val_fraction: float, seed: int) -> Split:
     """Split the official train set into train and validation; the test set passes through.
 
@@ -106,6 +110,7 @@ def make_split(arrays: CifarArrays, val_fraction: float, seed: int) -> Split:
         std=std,
     )
 
+
 def save_split(split: Split, directory: Path, *, seed: int, val_fraction: float) -> dict:
     """Write `arrays.npz` (uncompressed: loads fast) and `meta.json` atomically; return the meta."""
     directory = Path(directory)
@@ -123,6 +128,7 @@ def save_split(split: Split, directory: Path, *, seed: int, val_fraction: float)
     }
     write_json(directory / SPLIT_META, meta)
     return meta
+
 
 def load_split(directory: Path) -> Split:
     """Read a split written by `save_split`, checking that arrays and meta belong together."""

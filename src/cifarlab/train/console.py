@@ -15,11 +15,13 @@ from cifarlab.train.schedules import describe_schedule
 
 PROGRESS_EVERY_S = 2.0  # a terminal's progress line within an epoch is rewritten at most this often
 
+
 def describe_device(device: torch.device) -> str:
     """The hardware a run trained on, for the metrics and the report."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
 
 def start_line(run: RunConfig, device: torch.device, train_images: int, val_images: int,
                steps_per_epoch: int) -> str:
@@ -36,6 +38,7 @@ def start_line(run: RunConfig, device: torch.device, train_images: int, val_imag
     if run.profile_overrides:
         line += f" | profile {run.profile} overrides {run.describe_overrides()}"
     return line
+
 
 def show_progress(batches: Iterable[Any], *, total: int, label: str, stream: TextIO,
                   every_s: float = PROGRESS_EVERY_S) -> Iterator[Any]:
@@ -57,11 +60,13 @@ def show_progress(batches: Iterable[Any], *, total: int, label: str, stream: Tex
     if shown:
         clear_progress(stream)  # so the epoch's own line takes its place
 
+
 def clear_progress(stream: TextIO) -> None:
     """Blank a terminal's progress line, so the next line starts at the left on a clean line."""
     if stream.isatty():
         stream.write("\r\033[K")
         stream.flush()
+
 
 def progress_line(run: str, state: TrainState, epochs: int) -> str:
     row = state.history[-1]

@@ -24,6 +24,7 @@ def resolve_device(name: str) -> torch.device:
         raise CifarlabError(f"device: {name!r} asked for, but no CUDA device is available (use auto or cpu)")
     return device
 
+
 def configure_torch(performance: PerformanceConfig) -> None:
     """Process-wide choices a stage makes before any CUDA work: determinism, cuDNN autotuning."""
     if performance.deterministic:
@@ -32,6 +33,7 @@ def configure_torch(performance: PerformanceConfig) -> None:
     torch.use_deterministic_algorithms(performance.deterministic)
     # Autotuning picks the fastest convolution per shape, which may differ between runs.
     torch.backends.cudnn.benchmark = not performance.deterministic
+
 
 def check_compile_toolchain(performance: PerformanceConfig, device: torch.device) -> None:
     """torch.compile on a CPU builds C++ kernels with the compiler inductor looks for ($CXX, else g++, or

@@ -44,6 +44,7 @@ class TrainResult:
     train_images: int  # the images it trained on and validated with
     val_images: int
 
+
 def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path: Path,
               on_epoch: Callable[[TrainState], None], data_hash: str = "") -> TrainResult:
     """Train `run` on `split`, resuming from `resume_path` when it holds this run's state.
@@ -106,6 +107,7 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         model.load_state_dict(state.best_model)
     return TrainResult(state=state, model=model, train_images=len(train_data), val_images=len(val_data))
 
+
 def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_data: ResidentDataset,
                   val_data: ResidentDataset, normalize: Normalizer, resume_path: Path,
                   fingerprint: str) -> Iterator[TrainState]:
@@ -138,6 +140,7 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
         save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, stepper.scheduler)
         yield state
 
+
 def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, cfg: TrainConfig) -> None:
     """Keep the best model, and decide whether training goes on."""
     if not math.isfinite(row["train_loss"]) or not math.isfinite(row["val_loss"]):
@@ -154,6 +157,7 @@ def _update_status(state: TrainState, row: dict[str, float], model: nn.Module, c
         state.status = "early_stopped"
         state.stopped_reason = (f"no better validation accuracy for {cfg.patience} epochs since the last lr "
                                 f"decay (epoch {last_decay_epoch(cfg)}) or the best epoch")
+
 
 def stops_early(epoch: int, best_epoch: int, train: TrainConfig) -> bool:
     """Whether a run ends after `epoch` for lack of progress: patience counts only epochs after the

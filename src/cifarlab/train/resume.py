@@ -29,12 +29,14 @@ class TrainState:
     initial_val_loss: float | None = None  # before any step: near ln(num_classes) for a sane initialisation
     delivered: bool = False  # the stage saved this finished run's model and logs
 
+
 def rng_states() -> dict[str, Any]:
     states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
                               "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
 
 def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
@@ -43,8 +45,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
+
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
 
 def save_resume_state(path: Path, fingerprint: str, state: TrainState, model: nn.Module,
                       optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
@@ -54,6 +58,7 @@ def save_resume_state(path: Path, fingerprint: str, state: TrainState, model: nn
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_states()}, tmp)
 
+
 def mark_delivered(path: Path) -> None:
     """Record in the resume state that the stage saved the finished run's outputs, so that the next time DVC
     runs the stage (forced, or because its inputs changed) the run trains again rather than being reused."""
@@ -61,6 +66,7 @@ def mark_delivered(path: Path) -> None:
     saved["state"]["delivered"] = True
     with atomic_path(path) as tmp:
         torch.save(saved, tmp)
+
 
 def load_resume_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """The saved state if it belongs to this exact configuration and data, else None."""

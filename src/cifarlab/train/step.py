@@ -22,6 +22,7 @@ class EpochTotals(NamedTuple):
     seen: int  # images
     mean_lr: float  # the base ("weights" group) lr averaged over the optimizer steps taken
 
+
 class Stepper:
     """The training step: forward and loss (optionally autocast and compiled) plus `penalty`, backward,
     optimizer, schedule and the model's after-step hooks; shared by the training loop and the benchmark.
@@ -75,6 +76,7 @@ class Stepper:
             seen += labels.numel()
         total_loss, total_correct = torch.stack([loss_sum, correct]).tolist()  # the one host sync
         return EpochTotals(total_loss, total_correct, seen, lr_sum / max(steps, 1))
+
 
 def amp_dtype_for(performance: PerformanceConfig, device: torch.device) -> torch.dtype | None:
     """bfloat16 autocast where it pays (CUDA) and the params ask for it; full precision elsewhere."""
