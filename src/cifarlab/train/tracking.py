@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from dvclive import Live
+from scmrepo.exceptions import SCMError
 
+from cifarlab.errors import CifarlabError
 from cifarlab.io import require_input, write_json
 
 RUN_RECORD = "run.json"  # the settings a run trained with, beside its curves
@@ -36,7 +38,11 @@ class LiveHistory:
 
     def __init__(self, directory: str | Path, history: list[dict[str, float]]) -> None:
         # dvcyaml=False / save_dvc_exp=False: the pipeline's dvc.yaml is ours, never DVCLive's.
-        self.live = Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+        try:
+            self.live = Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+        except SCMError as exc:  # DVCLive reads the git revision, which a repository without commits lacks
+            raise CifarlabError(f"{directory}: DVCLive cannot log in this git repository ({exc}); commit once "
+                                "(git add . && git commit) and run the stage again") from None
         self.logged = 0
         self.extend(history)
 
