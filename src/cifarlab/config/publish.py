@@ -17,7 +17,7 @@ from cifarlab.config.sections import Study
 from cifarlab.io import write_json
 from cifarlab.models import MODELS
 
-TRAIN_SCRIPT = Path("stages/train.py")  # relative to the project root, where stages run
+TRAIN_SCRIPT = Path("stages/train.py")  # relative to the checkout the settings files are written for
 
 
 def training_code(arch: str, root: Path) -> dict[str, str]:
@@ -32,9 +32,10 @@ def run_settings(study: Study, name: str, root: Path) -> dict[str, Any]:
     return {"run": run.to_record(), "device": study.device, "code": training_code(run.model.arch, root)}
 
 
-def write_settings(study: Study, runs_dir: Path, study_file: Path, root: Path = Path(".")) -> None:
+def write_settings(study: Study, runs_dir: Path, study_file: Path, *, root: Path) -> None:
     """Write every run's settings file and the study's. A run's file is byte-identical as long as its
-    settings and its training code are, so DVC retrains it only when one of them changed."""
+    settings and its training code are, so DVC retrains it only when one of them changed. `root` is the
+    checkout whose stages/train.py the runs will run."""
     for name in study.runs:
         write_json(runs_dir / f"{name}.json", run_settings(study, name, root))
     write_json(study_file, study.to_record())

@@ -8,6 +8,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from cifarlab.errors import CifarlabError
+from cifarlab.nn.activations import get_act_layer
+from cifarlab.nn.norms import get_norm_layer
 
 if TYPE_CHECKING:
     from cifarlab.config.sections import ModelConfig
@@ -37,9 +39,6 @@ def family_options(config: ModelConfig) -> Any:
 
 def build_model(config: ModelConfig) -> Classifier:
     """Build the model `config.arch` names, with its norm and activation resolved from their registries."""
-    from cifarlab.nn.activations import get_act_layer  # noqa: PLC0415  (torch, only when a model is built)
-    from cifarlab.nn.norms import get_norm_layer  # noqa: PLC0415
-
     return family(config.arch).build(family_options(config), config.num_classes,
                                      get_norm_layer(config.norm, groups=config.groups),
                                      get_act_layer(config.activation))
