@@ -22,6 +22,15 @@ def test_an_aggregate_summarizes_every_metric_any_replicate_has_and_counts_the_d
     assert accuracy["std"] == pytest.approx(math.sqrt(0.02))
 
 
+@pytest.mark.parametrize("null", [None, math.nan])
+def test_a_metric_null_in_every_replicate_stays_with_count_zero_while_text_stays_out(null):
+    diverged = {"status": "diverged", "stopped_reason": "loss", "best_val_accuracy": null, "test": {"accuracy": 0.1}}
+    aggregate = aggregate_metrics([diverged, dict(diverged, test={"accuracy": 0.2})], seeds=[0, 1])
+    assert aggregate["best_val_accuracy"] == {"mean": None, "std": None, "low": None, "high": None, "count": 0}
+    assert aggregate["test"]["accuracy"]["count"] == 2
+    assert "status" not in aggregate and "stopped_reason" not in aggregate
+
+
 def test_a_band_is_the_mean_with_one_standard_deviation_and_none_where_one_replicate_is_left():
     long, short = pd.DataFrame({"val_error": [0.6, 0.4, 0.3]}), pd.DataFrame({"val_error": [0.4, 0.2]})
     curve = band([long, short], "val_error")

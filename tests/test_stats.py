@@ -81,10 +81,17 @@ def test_one_replicate_each_falls_back_to_twice_the_binomial_standard_error():
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [(-0.01, 0.02, "within noise"), (0.01, 0.02, "A better"),
-                                                        (-0.02, -0.01, "B better"),
-                                                        (math.nan, math.nan, "within noise")])
+                                                        (-0.02, -0.01, "B better")])
 def test_the_verdict_reads_the_interval(low, high, expected):
     assert Difference(0.0, low, high, "paired t").verdict("A", "B") == expected
+
+
+@pytest.mark.parametrize(("mean", "low", "high"), [(math.nan, math.nan, math.nan), (0.0, math.nan, math.nan),
+                                                   (math.nan, -0.01, 0.02)])
+def test_a_difference_with_a_missing_number_has_no_verdict_rather_than_within_noise(mean, low, high):
+    d = Difference(mean, low, high, "paired t")
+    assert d.verdict("A", "B") == "no verdict (a score is missing)"
+    assert d.missing and d.better == 0
 
 
 def test_too_few_replicates_for_an_interval_are_refused():
@@ -141,3 +148,59 @@ def test_a_change_of_single_runs_has_the_binomial_error_of_all_four():
     se = math.sqrt(sum(a * (1 - a) / 1000 for a in accuracies))
     assert d.mean == pytest.approx(0.09)
     assert (d.low, d.high, d.test) == (pytest.approx(0.09 - 2 * se), pytest.approx(0.09 + 2 * se), "binomial SE")
+
+
+ROUNDED = [0.09999999999999998, 0.10000000000000003]  # 0.1 twice, rounded two ways by float arithmetic
+
+
+@pytest.mark.filterwarnings("error")  # asked, SciPy warns of precision loss and returns an interval 7e-16 wide
+def test_paired_differences_that_differ_only_by_rounding_give_the_point_interval():
+    a, b = [0.7, 0.4], [0.6, 0.3]
+    assert [x - y for x, y in zip(a, b)] == ROUNDED
+    d = paired_difference(a, b)
+    assert d.low == d.high == d.mean == pytest.approx(0.1)
+
+
+@pytest.mark.filterwarnings("error")
+def test_welch_samples_that_differ_only_by_rounding_give_the_point_interval():
+    d = welch_difference(ROUNDED, [0.05, 0.05])
+    assert d.low == d.high == d.mean == pytest.approx(0.05)
+
+
+def test_replicates_that_differ_only_by_rounding_have_zero_spread():
+    s = summarize([*ROUNDED, 0.1])
+    assert s.std == 0.0 and s.low == s.high == s.mean == pytest.approx(0.1)
+
+
+def test_a_spread_of_one_image_in_ten_thousand_is_not_rounding():
+    assert paired_difference([0.7, 0.4001], [0.6, 0.3]).low < 0.1
+    assert summarize([0.1, 0.1001]).std > 0.0
+    assert welch_difference([0.1, 0.1001], [0.05, 0.0501]).low < 0.05
+
+
+@pytest.mark.parametrize(("a", "b"), [({0: math.nan, 1: 0.5}, {0: 0.4, 1: 0.41}),  # would be paired
+                                      ({0: 0.5, 1: 0.6}, {2: 0.4, 3: math.nan}),  # would be Welch
+                                      ({0: math.nan}, {0: 0.4}),  # would be binomial
+                                      ({0: None, 1: 0.5}, {0: 0.4, 1: 0.41})])  # null in the metrics file
+def test_a_comparison_with_a_missing_score_says_so_instead_of_within_noise(a, b):
+    d = compare(a, b, images=1000)
+    assert math.isnan(d.mean) and d.test == "none (a score is missing)"
+    assert d.verdict("A", "B") == "no verdict (a score is missing)"
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_a_change_with_a_missing_score_says_so_instead_of_within_noise(seeds):
+    runs = [{seed: 0.5 + 0.01 * seed + 0.02 * i for seed in seeds} for i in range(4)]
+    runs[2][0] = math.nan
+    d = compare_changes(*runs, images=1000)
+    assert math.isnan(d.mean) and d.verdict("A", "B") == "no verdict (a score is missing)"
+
+
+@pytest.mark.parametrize("missing", [math.nan, math.inf])
+def test_the_interval_functions_refuse_a_missing_score(missing):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        paired_difference([0.5, missing], [0.4, 0.3])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        welch_difference([0.5, 0.6], [missing, 0.3])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        summarize([0.5, missing, 0.6])

@@ -20,10 +20,12 @@ from cifarlab.io import require_input, write_json
 
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Every numeric leaf of a metrics file, by its dotted key (`test.accuracy`); text (status) is left out."""
+    """Every numeric leaf of a metrics file, by its dotted key (`test.accuracy`), and every null one as NaN
+    (a score the run could not have is still a metric: a run that diverged before its first epoch has no
+    best validation accuracy); text (status) is left out."""
     row = pd.json_normalize(dict(metrics)).iloc[0]
-    return {key: float(value) for key, value in row.items()
-            if pd.api.types.is_number(value) and not pd.api.types.is_bool(value)}
+    return {key: math.nan if value is None else float(value) for key, value in row.items()
+            if value is None or (pd.api.types.is_number(value) and not pd.api.types.is_bool(value))}
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -33,8 +35,9 @@ def _finite_or_none(value: float) -> float | None:
 def aggregate_metrics(per_replicate: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
     """One run's metrics over its replicates: per metric its mean, standard deviation (ddof=1), count and
     95% t interval of the mean over the replicates that have a finite value (a run that diverged before
-    its first epoch has no best validation accuracy), nested like the metrics files (`test.accuracy.mean`);
-    and how many replicates diverged, since their scores are averaged in with the others'."""
+    its first epoch has no best validation accuracy; with none, count 0 and null statistics), nested like
+    the metrics files (`test.accuracy.mean`); and how many replicates diverged, since their scores are
+    averaged in with the others'."""
     flat = [numeric_metrics(m) for m in per_replicate]
     aggregate: dict[str, Any] = {"replicates": len(flat), "seeds": list(seeds),
                                  "diverged": sum(m.get("status") == "diverged" for m in per_replicate)}

@@ -3,7 +3,8 @@
 Replicates of a run differ only in their seed (initialisation, data order, augmentation); the split is
 the same for all. Intervals are Student t (SciPy): over a run's replicates for its mean, over the
 per-seed differences when two runs share seeds (paired), Welch's otherwise. With one replicate there is
-no spread to estimate, and a score's binomial standard error is the only yardstick.
+no spread to estimate, and a score's binomial standard error is the only yardstick. A missing score (NaN)
+is refused by the interval functions and labelled by the comparisons: it is never "within noise".
 """
 
 from __future__ import annotations
@@ -17,6 +18,23 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+# Values this close are one value written twice with different rounding (a mean, a difference of sums),
+# not seeds that differ: one test image in a million is 1e-6.
+ROUNDING_TOLERANCE = 1e-9
+
+
+def _equal_but_for_rounding(values: np.ndarray) -> bool:
+    """No spread but float rounding. SciPy's t interval there is NaN or a few ulps wide (with a warning of
+    precision loss), where the t interval of values without spread is the value itself."""
+    return math.isclose(float(values.min()), float(values.max()), rel_tol=ROUNDING_TOLERANCE,
+                        abs_tol=ROUNDING_TOLERANCE)
+
+
+def _finite(values: Sequence[float], what: str) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what}: a value is NaN or infinite ({x.tolist()}); leave missing scores out")
+    return x
 
 
 @dataclass(frozen=True)
@@ -31,15 +49,16 @@ class Summary:
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    """Mean, standard deviation and 95% t interval of the mean over replicates."""
-    x = np.asarray(values, dtype=float)
+    """Mean, standard deviation and 95% t interval of the mean over replicates; values that differ only by
+    rounding have no spread. A non-finite value is refused: the count would include a missing score."""
+    x = _finite(values, "summarize")
     if x.size == 0:
         raise ValueError("no replicates to summarize")
     if x.size == 1:
         return Summary(float(x[0]), math.nan, 1, math.nan, math.nan)
-    std = float(x.std(ddof=1))
-    if std == 0.0:  # identical replicates: the interval is the value itself
+    if _equal_but_for_rounding(x):  # the interval is the value itself
         return Summary(float(x.mean()), 0.0, int(x.size), float(x.mean()), float(x.mean()))
+    std = float(x.std(ddof=1))
     low, high = stats.t.interval(CONFIDENCE, x.size - 1, loc=x.mean(), scale=std / math.sqrt(x.size))
     return Summary(float(x.mean()), std, int(x.size), float(low), float(high))
 
@@ -54,6 +73,11 @@ class Difference:
     test: str  # e.g. "paired t, 2 seeds", "Welch t, 3 and 2 seeds", "binomial SE"
 
     @property
+    def missing(self) -> bool:
+        """A score is missing (NaN), so there is no difference to judge."""
+        return not all(math.isfinite(value) for value in (self.mean, self.low, self.high))
+
+    @property
     def better(self) -> int:
         """1 when A is better (the interval lies above 0), -1 when B is, 0 when the interval holds 0."""
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low <= 0.0 <= self.high:
@@ -61,27 +85,35 @@ class Difference:
         return 1 if self.low > 0 else -1
 
     def verdict(self, a: str, b: str) -> str:
-        """'within noise', '<a> better' or '<b> better' (higher is better)."""
+        """'within noise', '<a> better' or '<b> better' (higher is better); 'no verdict (a score is missing)'
+        when one is."""
+        if self.missing:
+            return "no verdict (a score is missing)"
         return {0: "within noise", 1: f"{a} better", -1: f"{b} better"}[self.better]
 
 
+MISSING = Difference(math.nan, math.nan, math.nan, "none (a score is missing)")
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """A - B over replicates that share seeds, pair by pair (the i-th of each has the same seed)."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    """A - B over replicates that share seeds, pair by pair (the i-th of each has the same seed); a missing
+    score is refused (`compare` labels it instead)."""
+    d = _finite(a, "paired_difference") - _finite(b, "paired_difference")
     if d.size < 2:
         raise ValueError("a paired interval needs two pairs or more")
-    if np.all(d == d[0]):  # SciPy's interval is NaN at zero spread; the t interval is then the point itself
-        return Difference(float(d[0]), float(d[0]), float(d[0]), "paired t")
+    if _equal_but_for_rounding(d):
+        return Difference(float(d.mean()), float(d.mean()), float(d.mean()), "paired t")
     interval = stats.ttest_rel(a, b).confidence_interval(CONFIDENCE)
     return Difference(float(d.mean()), float(interval.low), float(interval.high), "paired t")
 
 
 def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """A - B over replicates that do not share seeds (Welch's unequal-variance t)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    """A - B over replicates that do not share seeds (Welch's unequal-variance t); a missing score is
+    refused (`compare` labels it instead)."""
+    x, y = _finite(a, "welch_difference"), _finite(b, "welch_difference")
     if x.size < 2 or y.size < 2:
         raise ValueError("Welch's interval needs two replicates of each run or more")
-    if x.std(ddof=1) == 0.0 and y.std(ddof=1) == 0.0:  # as in paired_difference
+    if _equal_but_for_rounding(x) and _equal_but_for_rounding(y):
         diff = float(x.mean() - y.mean())
         return Difference(diff, diff, diff, "Welch t")
     interval = stats.ttest_ind(x, y, equal_var=False).confidence_interval(CONFIDENCE)
@@ -107,6 +139,11 @@ def single_run_difference(a: float, b: float, images: int) -> Difference:
     return binomial_difference(a - b, [a, b], images)
 
 
+def _score_missing(*runs: Mapping[int, float]) -> bool:
+    """A seed's score is NaN, or null in its metrics file (None)."""
+    return any(not np.isfinite(np.asarray(list(run.values()), dtype=float)).all() for run in runs)
+
+
 def _mean(values: Mapping[int, float]) -> float:
     return float(np.mean(list(values.values())))
 
@@ -128,7 +165,10 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], images: int) -> Diff
     """A - B of one accuracy of two runs, each given per seed of its replicates, by the strongest test the
     replicates allow: paired t when both have the same two or more seeds, else Welch's t when each has
     two or more, else (or when the seeds agree to within an image) +-2 binomial standard errors of the
-    difference of their means on `images`."""
+    difference of their means on `images`. A seed's missing score (NaN or None) gives `MISSING`: a NaN
+    difference with no verdict, not "within noise"."""
+    if _score_missing(a, b):
+        return MISSING
     means = [_mean(a), _mean(b)]
     if set(a) == set(b) and len(a) >= 2:
         seeds = sorted(a)
@@ -148,8 +188,10 @@ def compare_changes(a_changed: Mapping[int, float], a_base: Mapping[int, float],
                     b_base: Mapping[int, float], images: int) -> Difference:
     """How much more A's accuracy moves than B's under the same change, (A changed - A base) - (B changed
     - B base), each given per seed: paired t when all four runs have the same two or more seeds, else
-    +-2 binomial standard errors of the four means."""
+    +-2 binomial standard errors of the four means; `MISSING` when a seed's score is missing, as in `compare`."""
     runs = (a_changed, a_base, b_changed, b_base)
+    if _score_missing(*runs):
+        return MISSING
     means = [_mean(run) for run in runs]
     change = (means[0] - means[1]) - (means[2] - means[3])
     seeds = sorted(a_changed)
