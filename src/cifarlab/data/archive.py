@@ -47,7 +47,7 @@ class CifarArrays:
     class_names: tuple[str, ...]
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
+class ArrayOnlyUnpickler(pickle.Unpickler):
     """Resolves only the globals an official batch needs; unpickling runs code, so refuse the rest.
 
     Dicts, lists, strings and numbers need no global; a NumPy array needs these three.
@@ -137,7 +137,7 @@ def _unpickle(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
     stream = tar.extractfile(member)
     try:
         # latin1: the official batches were pickled by Python 2, whose byte strings decode 1:1
-        return _ArrayOnlyUnpickler(stream, encoding="latin1").load()
+        return ArrayOnlyUnpickler(stream, encoding="latin1").load()
     except Exception as err:  # anything a hostile or damaged pickle raises is a bad file
         raise CifarlabError(
             f"{path}: member {member.name}: not a readable batch pickle ({one_line(err)})"
