@@ -6,11 +6,12 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 
 from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig
 from cifarlab.errors import CifarlabError
-from cifarlab.models import MODELS
+from cifarlab.models import MODELS, build_model
 from cifarlab.nn.activations import ACTIVATIONS
 from cifarlab.nn.norms import NORM_LAYERS
 
@@ -126,14 +127,14 @@ def test_a_family_takes_only_its_own_options_from_the_defaults(study_params):
                             "plain": {"study": "norm", "arch": "plain", "norm": "bn", "n": 3},
                             "lab": {"study": "norm", "arch": "simplenn", "norm": "nn", "activation": "swish"}}
     runs = load_study(study_params).runs
-    assert runs["vgg"].model.options == {}  # model.n and model.shortcut do not apply
+    assert runs["vgg"].model.options == {"width": 64}  # model.n and model.shortcut do not apply
     assert runs["plain"].model.options == {"n": 3}
     assert runs["lab"].model.activation == "swish"
 
 
 def test_a_run_setting_an_option_its_family_lacks_is_refused(study_params):
     study_params["runs"]["vgg"] = {"study": "norm", "arch": "vgg11", "norm": "bn", "shortcut": "B"}
-    assert "runs.vgg.shortcut: not an option of arch vgg11 (its options: none)" in error_of(study_params)
+    assert "runs.vgg.shortcut: not an option of arch vgg11 (its options: width)" in error_of(study_params)
 
 
 def test_a_groupnorm_error_names_the_layer_that_set_the_groups(study_params):
@@ -143,7 +144,7 @@ def test_a_groupnorm_error_names_the_layer_that_set_the_groups(study_params):
 
 def test_a_study_option_of_another_family_does_not_apply_to_the_studys_other_runs(study_params):
     study_params["runs"]["resnet20-vgg"] = {"study": "resnet20", "arch": "vgg11", "norm": "bn"}  # the study sets n: 3
-    assert load_study(study_params).runs["resnet20-vgg"].model.options == {}
+    assert load_study(study_params).runs["resnet20-vgg"].model.options == {"width": 64}
 
 
 def test_the_profiles_keys_for_a_study_override_the_run_entry(study_params):
@@ -223,3 +224,24 @@ def test_a_replicate_listed_above_its_original_is_refused(study_params):
     study_params["runs"] = {"bn-128-r1": runs.pop("bn-128-r1"), **runs}
     assert error_of(study_params) == ("runs.bn-128-r1.replicate_of: list bn-128 above its replicates in runs: (the "
                                       "report takes a study's first run as its baseline)")
+
+
+def test_a_vgg_width_scales_every_convolution_and_a_profile_sets_it(study_params):
+    study_params["profile"] = "quick"
+    study_params["profiles"]["quick"]["model"]["width"] = 32
+    study_params["runs"] = {"vgg": {"study": "vggnorm", "norm": "gn", "groups": 32}}
+    model = build_model(load_study(study_params).runs["vgg"].model)
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [
+        32, 64, 128, 128, 256, 256, 256, 256]
+
+
+def test_a_width_whose_channels_the_groups_do_not_divide_is_refused(study_params):
+    study_params["runs"] = {"vgg": {"study": "vggnorm", "norm": "gn", "groups": 32, "width": 16}}
+    assert "runs.vgg.groups: GroupNorm groups=32 must divide" in error_of(study_params)
+
+
+def test_a_profile_that_settles_no_claim_is_recorded_and_a_bad_verdicts_value_is_refused(study_params):
+    study_params["profiles"]["quick"]["verdicts"] = False
+    assert load_study(study_params).pipeline_profiles == ("quick",)
+    study_params["profiles"]["quick"]["verdicts"] = "no"
+    assert "profiles.quick.verdicts: expected true or false, got 'no'" in error_of(study_params)

@@ -29,7 +29,7 @@ def small_params() -> dict:
         "device": "cpu",
         "performance": {"channels_last": False, "bf16": False, "compile": "none", "deterministic": False},
         "data": {"source": "cifar.tar.gz", "md5": None, "val_fraction": 0.2},
-        "model": {"arch": "resnet", "n": 2, "num_classes": 10, "shortcut": "A", "groups": 8,
+        "model": {"arch": "resnet", "n": 2, "num_classes": 10, "shortcut": "A", "width": 64, "groups": 8,
                   "activation": "relu"},
         "train": {"epochs": 4, "batch_size": 16, "lr": 0.05, "lr_scaling": "none", "lr_reference_batch": 128,
                   "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1.0e-4, "l1": 0,

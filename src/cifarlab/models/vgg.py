@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from cifarlab.config.fields import spec
 from cifarlab.nn.activations import ActLayer
 from cifarlab.nn.classifier import Classifier, ModelFamily, NormLayer
 
@@ -16,7 +17,10 @@ VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 @dataclass(frozen=True)
 class VGGOptions:
-    """VGG-11 has no options of its own: its layers are the config list."""
+    """The first convolution's channels; the others keep the config list's ratios to its 64 (a quick profile
+    halves them for a quarter of the MACs)."""
+
+    width: int = field(default=64, metadata=spec(min=1))
 
 
 class VGG(Classifier):
@@ -47,13 +51,19 @@ class VGG(Classifier):
         return self.body(x).flatten(1)
 
 
+def scaled(config: tuple[int | str, ...], width: int) -> tuple[int | str, ...]:
+    """The config list with every convolution's channels scaled so that the first has `width`."""
+    first = next(item for item in config if item != "M")
+    return tuple(item if item == "M" else item * width // first for item in config)
+
+
 def _widths(config: tuple[int | str, ...]) -> tuple[int, ...]:
     return tuple(sorted({item for item in config if item != "M"}))
 
 
 VGG11_FAMILY = ModelFamily(
     options=VGGOptions,
-    build=lambda o, classes, norm, act: VGG(VGG11, classes, norm, act),
-    widths=lambda o: _widths(VGG11),
-    label=lambda o: "VGG-11",
+    build=lambda o, classes, norm, act: VGG(scaled(VGG11, o.width), classes, norm, act),
+    widths=lambda o: _widths(scaled(VGG11, o.width)),
+    label=lambda o: "VGG-11" if o.width == VGG11[0] else f"VGG-11 (width {o.width})",
 )
