@@ -6,6 +6,7 @@ from pathlib import Path
 import _checkout  # noqa: F401  (before any cifarlab import)
 
 from cifarlab.cli import run_stage
+from cifarlab.config.claims import read_claims
 from cifarlab.config.records import read_study_settings
 from cifarlab.report.document import write_report
 
@@ -20,8 +21,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--confusion", type=Path, required=True, help="the evaluate stage's confusion matrices")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--study", type=Path, required=True, help="the study's settings file, from check-params")
+    parser.add_argument("--claims", type=Path, required=True, help="the claims the Findings table tests")
     args = parser.parse_args(argv)
-    path = write_report(read_study_settings(args.study), metrics_dir=args.metrics, aggregates_dir=args.aggregates,
+    study = read_study_settings(args.study)
+    path = write_report(study, read_claims(args.claims, study), metrics_dir=args.metrics, aggregates_dir=args.aggregates,
                         live_root=args.live_root, quantile_dir=args.quantiles, weights_dir=args.weights,
                         confusion_dir=args.confusion, out_dir=args.out_dir)
     print(f"report: {path}")

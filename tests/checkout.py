@@ -1,7 +1,7 @@
 """The checkout under test, and copies of its pipeline in which tests run DVC.
 
-Tests read the checkout's code, stage scripts and `dvc.yaml` through `ROOT`, never its `params.yaml`: the
-fixtures in `conftest.py` build the params each test needs.
+Tests read the checkout's code, stage scripts and `dvc.yaml` through `ROOT`, never its `params.yaml` or
+`claims.yaml` (but for the tests of the studies' protocols): the fixtures build the params each test needs.
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ def copy_code(root: Path) -> Path:
     return root
 
 
-def committed_project(repo: Path, params: dict) -> Path:
-    """The checkout's pipeline, library and plot templates in `repo` with `params`, in a new git and DVC
-    repository whose branch `main` holds it all."""
+def committed_project(repo: Path, params: dict, claims: dict | None = None) -> Path:
+    """The checkout's pipeline, library and plot templates in `repo` with `params` and `claims` (none by
+    default: the checkout's name runs that tests do not have), in a new git and DVC repository whose branch
+    `main` holds it all."""
     for name in PIPELINE_FILES:
         shutil.copy(ROOT / name, repo / name)
     copy_code(repo)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "claims.yaml").write_text(yaml.safe_dump({"claims": claims or {}}, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["dvc", "init", "-q"], repo)
     shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")

@@ -22,6 +22,25 @@ RUNS = ("torch_bn-128", "bn-128", "bn-8", "gn-128", "gn-8", "bn-128-r1", "torch_
         "lab-l1", "resnet20", "arch-plain20", "arch-simplenn", "vgg-gn32")
 
 
+# One claim of each kind the Findings table tests, on the runs above.
+CLAIMS = {
+    "twin": {"source": "s1", "says": "the twins agree", "study": "norm", "metric": "test.accuracy", "expect": "same",
+             "a": "torch_bn-128", "b": "bn-128", "margin": 0.01},
+    "gn-batch": {"source": "s2", "says": "GN minds the batch less", "study": "norm", "metric": "test.accuracy",
+                 "expect": "more", "a": "gn-8", "a_base": "gn-128", "b": "bn-8", "b_base": "bn-128"},
+    "initial": {"source": "s3", "says": "ln 10 before training", "metric": "initial_val_loss", "expect": "near",
+                "runs": "all", "value": "ln-classes", "margin": 0.25},
+    "chance": {"source": "s4", "says": "lr 1 at chance", "study": "lab", "metric": "val.accuracy",
+               "expect": "at-chance", "a": "lab-lr-1"},
+    "sparse": {"source": "s5", "says": "L1 sparsifies", "study": "lab", "metric": "weights.fraction_small",
+               "expect": "more", "a": "lab-l1", "b": "lab-base"},
+    "ninety": {"source": "s6", "says": "past 90%", "study": "resnet20", "metric": "val.accuracy",
+               "expect": "at-least", "a": "resnet20", "value": 0.9, "min_train_images": 40000},
+    "loss": {"source": "s7", "says": "plain trains lower", "study": "arch", "metric": "train.loss", "expect": "less",
+             "a": "arch-plain20", "b": "arch-simplenn"},
+}
+
+
 @pytest.fixture(scope="module")
 def study_repo(tmp_path_factory, tiny_params) -> Path:
     """The project with the tiny study reproduced once on a generated archive, two epochs a run (module-scoped:
@@ -30,7 +49,7 @@ def study_repo(tmp_path_factory, tiny_params) -> Path:
     params = tiny_params(archive, epochs=2)
     params["runs"] = {name: entry for name, entry in params["runs"].items() if name in RUNS}
     assert set(params["runs"]) == set(RUNS)
-    repo = committed_project(tmp_path_factory.mktemp("study"), params)
+    repo = committed_project(tmp_path_factory.mktemp("study"), params, CLAIMS)
     result = run(["dvc", "repro"], repo)
     (repo / "repro.log").write_text(result.stdout + result.stderr)
     return repo
@@ -41,7 +60,8 @@ def test_repro_writes_every_runs_metrics_and_the_report(study_repo):
     for name in runs:
         metrics = json.loads((study_repo / "metrics" / f"{name}.json").read_text())
         for split in ("train", "val", "test"):
-            assert set(metrics[split]) == {"accuracy", "micro_f1", "macro_f1", "loss", "images"}
+            assert set(metrics[split]) == {"accuracy", "micro_f1", "macro_f1", "loss", "loss_se", "majority_rate",
+                                           "images"}
             assert 0.0 <= metrics[split]["accuracy"] <= 1.0
         assert metrics["epochs_run"] == 2
         assert metrics["initial_val_loss"] > 0
@@ -49,6 +69,7 @@ def test_repro_writes_every_runs_metrics_and_the_report(study_repo):
     report = (study_repo / "report" / "report.md").read_text()
     headings = [line for line in report.splitlines() if line.startswith("#")]
     assert [h for h in headings if h.startswith("## ")] == [
+        "## Findings",
         "## Normalization and batch size in a CIFAR ResNet (study `norm`)",
         "## A first CNN and what each improvement of the training pipeline buys (study `lab`)",
         "## ResNet-20 past 90% (study `resnet20`)",
@@ -134,9 +155,9 @@ def test_the_aggregate_stage_summarizes_each_run_over_its_replicates_for_dvc_met
     report = (study_repo / "report" / "report.md").read_text()
     assert "- `bn-128` vs `torch_bn-128` (2 seeds each):" in report
     assert re.search(r"\| `torch_bn-128` +\| `bn-128` +\|", report) is None  # the twin is not "another norm"
-    # A: one seed (binomial SE); B: two (t interval, or one value when the seeds agree); A - B; test; verdict
-    assert re.search(r"\| `bn-8` +\| `bn-128` +\| [0-9.]+ ± [0-9.]+ SE +"
-                     r"\| [0-9.]+ (\[[0-9.]+, [0-9.]+\]|\(all 2 seeds\)) +"
+    # A: one seed (exact binomial); B: two (t interval, or binomial when the seeds agree); A - B; test; verdict
+    assert re.search(r"\| `bn-8` +\| `bn-128` +\| [0-9.]+ \[[0-9.]+, [0-9.]+\] +"
+                     r"\| [0-9.]+ \[[0-9.]+, [0-9.]+\]( \(all 2 seeds agree\))? +"
                      r"\| [+-][0-9.]+ \[[+-][0-9.]+, [+-][0-9.]+\] +\| binomial SE +"
                      r"\| (within noise|`bn-8` better|`bn-128` better) +\|", report)
 

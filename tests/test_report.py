@@ -37,28 +37,37 @@ def _params() -> dict:
 
 
 def test_metrics_table_keeps_two_decimals_for_round_percentages():
-    scores = {"accuracy": 0.5, "micro_f1": 0.5, "macro_f1": 0.05}
+    scores = {"accuracy": 0.5, "micro_f1": 0.5, "macro_f1": 0.05, "images": 1024}
     metrics = {"run": {"status": "completed", "stopped_reason": "", "best_epoch": 2, "epochs_run": 2,
-                       "train": scores, "val": scores, "test": {**scores, "accuracy": 1.0},
-                       "train_time_s": 3.0}}
-    row = metrics_table(metrics).splitlines()[-1]  # header, rule, then the one run
+                       "train": scores, "val": {**scores, "images": 512},
+                       "test": {**scores, "accuracy": 1.0, "images": 1017}, "train_time_s": 3.0}}
+    header, _, row = metrics_table(metrics).splitlines()  # header, rule, then the one run
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[2:5] == ["50.00", "50.00", "5.00"]  # train accuracy, micro-F1, macro-F1
-    assert cells[8] == "100.00"  # test accuracy
+    named = dict(zip((cell.strip() for cell in header.strip("|").split("|")), cells))
+    assert [named[f"train {score}"] for score in ("accuracy", "micro-F1", "macro-F1")] == ["50.00", "50.00", "5.00"]
+    assert named["test accuracy"] == "100.00"
+    # each split with the images it was scored on: train on those trained on, val on those that selected
+    assert (named["train images"], named["val images"], named["test images"]) == ("1,024", "512", "1,017")
 
 
-def _scores(accuracy: float, images: int = 1000) -> dict:
-    return {"accuracy": accuracy, "micro_f1": accuracy, "macro_f1": accuracy, "loss": 2.3, "images": images}
+def _scores(accuracy: float, images: int = 1000, majority_rate: float = 0.1) -> dict:
+    return {"accuracy": accuracy, "micro_f1": accuracy, "macro_f1": accuracy, "loss": 2.3, "loss_se": 0.01,
+            "majority_rate": majority_rate, "images": images}
 
 
+# Exact 95% intervals on 1,000 images: 133 right is [11.26%, 15.56%], 134 [11.35%, 15.67%], 90 [7.30%, 10.95%],
+# 95 [7.75%, 11.49%]; the majority-class rate is 11.3%.
 @pytest.mark.parametrize(("status", "accuracy", "expected"), [
     ("diverged", 0.5, "**diverged** (non-finite loss at epoch 3)"),
-    ("completed", 0.1189, "**at chance**"),  # 10% + 2 x sqrt(0.1 x 0.9 / 1000) = 11.90%
-    ("completed", 0.1191, "learned"),
+    ("completed", 0.133, "**at chance**"),
+    ("completed", 0.134, "learned"),
+    ("completed", 0.095, "**at chance**"),
+    ("completed", 0.090, "**below chance**"),
 ])
-def test_outcome_says_diverged_at_chance_or_learned(status, accuracy, expected):
-    metrics = {"status": status, "stopped_reason": "non-finite loss at epoch 3", "test": _scores(accuracy)}
-    assert outcome(metrics, num_classes=10) == expected
+def test_outcome_is_a_two_sided_test_against_the_majority_class_rate(status, accuracy, expected):
+    metrics = {"status": status, "stopped_reason": "non-finite loss at epoch 3",
+               "test": _scores(accuracy, majority_rate=0.113)}
+    assert outcome(metrics) == expected
 
 
 def test_changed_settings_names_each_key_that_differs_from_the_baseline():
@@ -175,7 +184,7 @@ def test_replicated_runs_are_compared_pair_by_seed_with_an_interval_and_a_verdic
                                                     f"{100 * reference.high:+.2f}]")
     assert (row["test"], row["verdict"]) == ("paired t, 3 seeds", "`torch_bn-128` better")
     mean, half = 0.6, stats.t.ppf(0.975, 2) * 0.1 / 3 ** 0.5
-    assert row["B test accuracy"] == f"60.00 [{100 * (mean - half):.2f}, {100 * (mean + half):.2f}]"
+    assert row["B test accuracy [95% interval]"] == f"60.00 [{100 * (mean - half):.2f}, {100 * (mean + half):.2f}]"
 
 
 def test_single_runs_are_compared_by_twice_the_binomial_standard_error(tmp_path):
@@ -186,7 +195,8 @@ def test_single_runs_are_compared_by_twice_the_binomial_standard_error(tmp_path)
     low, high = 100 * (-0.023 - 2 * se), 100 * (-0.023 + 2 * se)
     assert row["A - B (points) [95% interval]"] == f"-2.30 [{low:+.2f}, {high:+.2f}]"
     assert (row["test"], row["verdict"]) == ("binomial SE", "within noise")
-    assert row["A test accuracy"] == f"23.70 ± {100 * (0.237 * 0.763 / 1017) ** 0.5:.2f} SE"
+    exact = stats.binomtest(241, 1017).proportion_ci(0.95)  # 23.70% of 1,017 images is 241
+    assert row["A test accuracy [95% interval]"] == f"23.70 [{100 * exact.low:.2f}, {100 * exact.high:.2f}]"
 
 
 def test_the_sanity_check_says_whether_the_twins_are_distinguishable_and_the_curve_gap_in_spreads(tmp_path):
@@ -197,7 +207,10 @@ def test_the_sanity_check_says_whether_the_twins_are_distinguishable_and_the_cur
     accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
                   "torch_bn-128": 0.52, "torch_bn-128-r1": 0.58, "torch_bn-128-r2": 0.71}
     text = "\n".join(sanity_section(_view(tmp_path, PAIR, accuracies, curves)))
-    assert "`bn-128` vs `torch_bn-128` (3 seeds each)" in text and "**not distinguishable**" in text
+    reach = max(-stats.ttest_rel([0.50, 0.60, 0.70], [0.52, 0.58, 0.71]).confidence_interval(0.95).low,
+                stats.ttest_rel([0.50, 0.60, 0.70], [0.52, 0.58, 0.71]).confidence_interval(0.95).high)
+    assert "`bn-128` vs `torch_bn-128` (3 seeds each)" in text
+    assert f"no difference shown, but only one larger than {100 * reach:.2f} points could have shown here" in text
     assert ("largest gap between their mean validation-error curves: 2.00 points (epoch 2), 0.20 seed-to-seed "
             "standard deviations (10.00 points) there.") in text
 
@@ -223,8 +236,9 @@ def test_an_accuracy_cell_clips_its_interval_and_says_when_the_seeds_agree(tmp_p
                   "torch_bn-128-r2": 0.4}
     view = _view(tmp_path, PAIR, accuracies, {name: [0.5] for name in PAIR})
     row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
-    assert row["B test accuracy"] == "50.00 [0.00, 100.00]"
-    assert row["A test accuracy"] == "40.00 (all 3 seeds)"
+    assert row["B test accuracy [95% interval]"] == "50.00 [0.00, 100.00]"
+    exact = stats.binomtest(400, 1000).proportion_ci(0.95)  # the seeds agree: the test-set interval is left
+    assert row["A test accuracy [95% interval]"] == f"40.00 [{100 * exact.low:.2f}, {100 * exact.high:.2f}] (all 3 seeds agree)"
 
 
 def test_a_difference_in_batch_size_sensitivity_is_the_difference_of_the_two_changes(tmp_path):
@@ -319,7 +333,7 @@ def test_each_study_gets_the_section_its_entry_names_under_its_title_whatever_th
     params["profiles"] = {"full": {}}
     study = load_study(params)
     _write_run_outputs(tmp_path, study)
-    path = write_report(study, metrics_dir=tmp_path / "metrics", aggregates_dir=tmp_path / "aggregates",
+    path = write_report(study, [], metrics_dir=tmp_path / "metrics", aggregates_dir=tmp_path / "aggregates",
                         live_root=tmp_path / "live", quantile_dir=tmp_path / "quantiles",
                         weights_dir=tmp_path / "weights", confusion_dir=tmp_path / "confusion",
                         out_dir=tmp_path / "report")
@@ -334,7 +348,7 @@ def test_each_study_gets_the_section_its_entry_names_under_its_title_whatever_th
 
 
 def hand_made_metrics(status: str, reason: str = "") -> dict:
-    scores = {"accuracy": 0.1, "micro_f1": 0.1, "macro_f1": 0.05}
+    scores = {"accuracy": 0.1, "micro_f1": 0.1, "macro_f1": 0.05, "images": 100}
     return {"status": status, "stopped_reason": reason, "best_epoch": 1, "epochs_run": 3,
             "best_val_accuracy": 0.1, "train": scores, "val": scores, "test": scores, "train_time_s": 1.0}
 

@@ -27,7 +27,7 @@ from cifarlab.io import atomic_path, write_json
 TRAIN_OUTPUTS = ["--split", "x", "--model", "y", "--live", "z", "--checkpoint", "w"]
 EVALUATE_OUTPUTS = ["--split", "x", "--model", "y", "--metrics", "m", "--predictions", "p", "--confusion", "c",
                     "--weights", "v"]
-CHECK_PARAMS_OUTPUTS = ["--runs", "runs", "study.json"]
+CHECK_PARAMS_OUTPUTS = ["--runs", "runs", "--claims", "claims.yaml", "study.json"]
 
 
 def stage(name: str, *args: str) -> list[str]:
@@ -290,6 +290,7 @@ def real_processes(tmp_path_factory, make_study_params) -> dict[str, tuple[Path,
     # check-params runs from the project root, which holds the stage scripts whose imports it hashes.
     cwd = copy_code(tmp_path_factory.mktemp("valid"))
     write_params(cwd, make_study_params())
+    (cwd / "claims.yaml").write_text("claims: {}\n")
     jobs["valid params"] = (cwd, [sys.executable, "stages/check_params.py", *CHECK_PARAMS_OUTPUTS])
     return {name: (cwd, result) for (name, (cwd, _)), result in zip(jobs.items(), run_many(list(jobs.values())))}
 

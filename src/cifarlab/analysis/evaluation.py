@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from cifarlab.analysis.profiler import profile_model
@@ -55,25 +56,33 @@ def confusion_table(labels: np.ndarray, predicted: np.ndarray, class_names: list
 
 def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, metrics_path: Path,
                  predictions_path: Path, confusion_path: Path, weights_path: Path) -> dict[str, Any]:
-    """Score a run's best checkpoint on train, val and test (accuracy, F1s, cross-entropy); write its
-    metrics, its test predictions (index in the official test batch, predicted and actual class), its
+    """Score a run's best checkpoint on train, val and test (accuracy, F1s, cross-entropy with its standard
+    error, and the share of the most frequent class, which a model that learned nothing can reach); write
+    its metrics, its test predictions (index in the official test batch, predicted and actual class), its
     test confusion matrix and its weight histogram.
 
-    The train split is scored without augmentation, in full (not the quick profile's subset), so every
-    run is compared on the same images.
+    Train and val are scored on the images the run trained on and selected its checkpoint with (a profile
+    may slice them), without augmentation; test always in full.
     """
     model, saved = load_model(model_path, device)
     split = load_split(split_dir)
     normalize = Normalizer(split.mean, split.std, device)
     batch_size = eval_batch_size_for(saved["run"]["train"]["eval_batch_size"], device)
     metrics: dict[str, Any] = {**saved["summary"]}
+    train = saved["run"]["train"]
+    seen_train, seen_val = slice(train["train_images"] or None), slice(train["val_images"] or None)
+    num_classes = saved["run"]["model"]["num_classes"]
     test_true = test_pred = None
-    for name, images, labels in (("train", split.x_train, split.y_train), ("val", split.x_val, split.y_val),
+    for name, images, labels in (("train", split.x_train[seen_train], split.y_train[seen_train]),
+                                 ("val", split.x_val[seen_val], split.y_val[seen_val]),
                                  ("test", split.x_test, split.y_test)):
         output = predict(model, ResidentDataset(images, labels, device), normalize, batch_size)
         predicted = output.logits.argmax(1).cpu().numpy()
-        metrics[name] = {**classification_metrics(labels, predicted, saved["run"]["model"]["num_classes"]),
-                         "loss": output.loss_and_error()[0], "images": len(labels)}
+        losses = F.cross_entropy(output.logits.float(), output.labels, reduction="none").double().cpu().numpy()
+        metrics[name] = {**classification_metrics(labels, predicted, num_classes),
+                         "loss": float(losses.mean()), "loss_se": float(losses.std(ddof=1) / np.sqrt(len(losses))),
+                         "majority_rate": float(np.bincount(labels, minlength=num_classes).max() / len(labels)),
+                         "images": len(labels)}
         test_true, test_pred = labels, predicted
     metrics["weights"], histogram = weight_statistics(model)
     cost = profile_model(model)

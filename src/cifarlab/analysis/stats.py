@@ -125,13 +125,30 @@ def binomial_se(accuracy: float, images: int) -> float:
     return math.sqrt(accuracy * (1.0 - accuracy) / images)
 
 
+def se_difference(difference: float, standard_errors: Sequence[float], test: str) -> Difference:
+    """`difference` (a sum of +- independent estimates) +- 2 standard errors, from the estimates' own."""
+    se = math.sqrt(sum(error ** 2 for error in standard_errors))
+    return Difference(difference, difference - 2 * se, difference + 2 * se, test)
+
+
 def binomial_difference(difference: float, accuracies: Sequence[float], images: int,
                         test: str = "binomial SE") -> Difference:
     """`difference` (a sum of +-`accuracies`) +- 2 standard errors, from the binomial errors of the
     accuracies on `images` test images. It measures test-set noise only, not seed noise; and it treats
     the runs' errors as independent, which overstates the noise of runs scored on the same images."""
-    se = math.sqrt(sum(binomial_se(accuracy, images) ** 2 for accuracy in accuracies))
-    return Difference(difference, difference - 2 * se, difference + 2 * se, test)
+    return se_difference(difference, [binomial_se(accuracy, images) for accuracy in accuracies], test)
+
+
+def accuracy_interval(accuracy: float, images: int) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) 95% interval of an accuracy measured on `images` images."""
+    result = stats.binomtest(round(accuracy * images), images).proportion_ci(CONFIDENCE)
+    return float(result.low), float(result.high)
+
+
+def against_rate(accuracy: float, images: int, rate: float) -> int:
+    """Two-sided: 1 when the accuracy's exact 95% interval lies above `rate`, -1 below, 0 when it holds it."""
+    low, high = accuracy_interval(accuracy, images)
+    return 1 if low > rate else -1 if high < rate else 0
 
 
 def single_run_difference(a: float, b: float, images: int) -> Difference:

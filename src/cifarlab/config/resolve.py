@@ -68,6 +68,8 @@ STUDY_REPORT_KEYS = ("section", "title")
 # its number, which sets its seed (initialisation, data order, augmentation).
 RUN_ONLY_KEYS = ("study", "replicate_of", "replicate")
 
+VERDICTS_KEY = "verdicts"  # a profile's: false when its runs only check the pipeline
+
 TOP_LEVEL_KEYS = ("seed", "profile", "device", "performance", "data", "model", "train", "studies", "profiles",
                   "runs")
 
@@ -100,7 +102,10 @@ def load_study(params: Mapping) -> Study:
                                profile_name, performance)
             for name, entry in runs_params.items()}
     _check_replicates(runs)
-    return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs, reports=reports)
+    pipeline_profiles = tuple(name for name, overrides in profiles.items()
+                              if not (overrides or {}).get(VERDICTS_KEY, True))
+    return Study(seed=seed, profile=profile_name, device=device, data=data, runs=runs, reports=reports,
+                 pipeline_profiles=pipeline_profiles)
 
 
 def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
@@ -140,11 +145,14 @@ def _check_replicates(runs: Mapping[str, RunConfig]) -> None:
 
 def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
     """A profile overrides `model` and `train` keys of every run, then `studies.<study>` those of one
-    study's runs (a quick profile shrinks its widest models further)."""
+    study's runs (a quick profile shrinks its widest models further); `verdicts: false` marks one whose
+    runs check the pipeline, so that the report settles no claim on them."""
     if overrides is None:
         return
     key = f"profiles.{name}"
-    _check_profile_layer(overrides, key, also=("studies",))
+    _check_profile_layer(overrides, key, also=("studies", VERDICTS_KEY))
+    if not isinstance(overrides.get(VERDICTS_KEY, True), bool):
+        raise CifarlabError(f"{key}.{VERDICTS_KEY}: expected true or false, got {overrides[VERDICTS_KEY]!r}")
     for study, layer in (overrides.get("studies") or {}).items():
         if study not in studies:
             raise CifarlabError(f"{key}.studies.{study}: not a study; expected one of: {', '.join(studies)}")

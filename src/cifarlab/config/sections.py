@@ -166,6 +166,7 @@ class Study:
     data: DataConfig
     runs: dict[str, RunConfig]
     reports: dict[str, StudyReport] = field(default_factory=dict)  # by study name, in params order
+    pipeline_profiles: tuple[str, ...] = ()  # profiles with `verdicts: false`: their runs settle no claim
 
     def runs_by_study(self) -> dict[str, list[str]]:
         """Run names grouped by study, both in params order."""
@@ -189,14 +190,16 @@ class Study:
         """Plain data that `from_record` turns back into this study."""
         return {"seed": self.seed, "profile": self.profile, "device": self.device,
                 "data": dataclasses.asdict(self.data), "runs": {name: run.to_record() for name, run in self.runs.items()},
-                "reports": {name: dataclasses.asdict(report) for name, report in self.reports.items()}}
+                "reports": {name: dataclasses.asdict(report) for name, report in self.reports.items()},
+                "pipeline_profiles": list(self.pipeline_profiles)}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Study:
         return cls(seed=record["seed"], profile=record["profile"], device=record["device"],
                    data=DataConfig(**record["data"]),
                    runs={name: RunConfig.from_record(run) for name, run in record["runs"].items()},
-                   reports={name: StudyReport(**report) for name, report in record["reports"].items()})
+                   reports={name: StudyReport(**report) for name, report in record["reports"].items()},
+                   pipeline_profiles=tuple(record.get("pipeline_profiles", ())))
 
     def run(self, name: str) -> RunConfig:
         if name not in self.runs:

@@ -9,19 +9,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cifarlab.config.claims import Claim
 from cifarlab.config.sections import RunConfig, Study
 from cifarlab.io import write_text
+from cifarlab.report.findings import findings_section
 from cifarlab.report.inputs import ReportInputs, read_inputs
 from cifarlab.report.parameters import parameters_section
 from cifarlab.report.plots import confusion_counts, plot_confusion_matrices
 from cifarlab.report.sections import section
-from cifarlab.report.tables import pct
+from cifarlab.report.tables import OUTCOME_RULE, pct
 from cifarlab.report.view import StudyView
 
 READING_THE_COMPARISONS = (
     "How to read the comparisons: test accuracy is given in percent, for a run with replicates (the same "
     "settings, another seed for initialisation, data order and augmentation; the split is the same for all) as "
-    "the mean and its 95% Student-t interval, for a single run with its binomial standard error (SE) on the test "
+    "the mean and its 95% Student-t interval, for a single run with its exact 95% binomial interval on the test "
     "images. A - B is a difference in points with its 95% interval: paired t over the seeds when both runs "
     "have the same seeds, Welch's t when they have different ones, and when either is a single run (or the "
     "seeds agree to the image) the difference +- 2 binomial standard errors of the difference, since a gap "
@@ -50,7 +52,18 @@ def header(study: Study, inputs: ReportInputs) -> list[str]:
         f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         "from `metrics/` (scores), `aggregates/` (scores over replicates), `plots/live/` (settings, curves, times) "
         "and `plots/confusion/` by the "
-        "`report` stage; no number here is typed in.", ""]
+        "`report` stage; no number here is typed in.", "", *data_lines(study, inputs)]
+
+
+def data_lines(study: Study, inputs: ReportInputs) -> list[str]:
+    """Where the images came from and how many each split had: every standard error depends on them."""
+    def sizes(key: str) -> str:
+        counts = sorted({inputs.records[run]["data"][key] for run in study.runs})
+        return " to ".join(f"{n:,}" for n in (counts[0], counts[-1]) if n) if len(counts) > 1 else f"{counts[0]:,}"
+
+    return [f"Data: `{study.data.source}`. Test set: {sizes('test_images')} images, the same for every run; "
+            f"runs trained on {sizes('train_images')} images and selected their checkpoint on "
+            f"{sizes('val_images')} validation images.", ""]
 
 
 def provenance_notes(study: Study, configs: Mapping[str, RunConfig],
@@ -96,7 +109,7 @@ def study_lines(study: Study, name: str, view: StudyView, confusion_dir: Path) -
     return [f"## {report.title} (study `{name}`)", "", *render(view), *confusion_matrix_lines(view, confusion_dir)]
 
 
-def write_report(study: Study, *, metrics_dir: Path, aggregates_dir: Path, live_root: Path,
+def write_report(study: Study, claims: list[Claim], *, metrics_dir: Path, aggregates_dir: Path, live_root: Path,
                  quantile_dir: Path, weights_dir: Path, confusion_dir: Path, out_dir: Path) -> Path:
     """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study.
 
@@ -107,7 +120,7 @@ def write_report(study: Study, *, metrics_dir: Path, aggregates_dir: Path, live_
                          live_root=live_root)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [*header(study, inputs), *provenance_notes(study, inputs.configs, inputs.records),
-             READING_THE_COMPARISONS, ""]
+             *findings_section(claims, inputs, study), READING_THE_COMPARISONS, "", OUTCOME_RULE, ""]
     for name, names in study.runs_by_study().items():
         view = StudyView(name, names, {run: inputs.replicates[run] for run in names if run in inputs.replicates},
                          inputs.configs, inputs.metrics, inputs.aggregates, inputs.histories, weights_dir,

@@ -3,13 +3,17 @@ run, and the scores and comparison tables of a study's original runs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from cifarlab.analysis.stats import Difference, binomial_se, within_one_image
+from cifarlab.analysis.stats import (
+    Difference,
+    accuracy_interval,
+    against_rate,
+    within_one_image,
+)
 from cifarlab.report.view import StudyView, difference, mean
 
 SPLITS = ("train", "val", "test")
@@ -40,11 +44,13 @@ def _status(m: Mapping[str, Any]) -> str:
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    """Runs x (split x score), in percent."""
+    """Runs x (split x score), in percent, each split with the images it was scored on: train on those the
+    run trained on, val on those that selected its checkpoint."""
     rows = []
     for run, m in metrics.items():
         row: dict[str, Any] = {"run": run, "status": _status(m)}
         for split in SPLITS:
+            row[f"{split} images"] = f"{m[split]['images']:,}"
             for key, label in SCORES.items():
                 row[f"{split} {label}"] = pct(m[split][key])
         row["best epoch"] = m["best_epoch"]
@@ -67,15 +73,21 @@ def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str,
     return markdown(rows)
 
 
+ACCURACY_INTERVALS = ("test accuracy [95% interval]: over replicates the mean and the t interval of the mean (seed "
+                      "noise), for a single run the exact binomial interval on the test images (test-set noise)")
+
+
 def accuracy_cell(view: StudyView, run: str) -> str:
-    """Test accuracy in percent: over replicates the mean and its 95% t interval, for a single run the
-    binomial standard error."""
+    """Test accuracy in percent with a 95% interval: over replicates the t interval of the mean, for a
+    single run the exact binomial interval (see ACCURACY_INTERVALS)."""
     summary, images = view.aggregates[run]["test"]["accuracy"], view.metrics[run]["test"]["images"]
     if summary["count"] > 1 and within_one_image(summary["std"], images):
-        return f"{pct(summary['mean'])} (all {summary['count']} seeds)"
+        low, high = accuracy_interval(summary["mean"], images)  # the seeds agree: test-set noise is what is left
+        return f"{pct(summary['mean'])} [{pct(low)}, {pct(high)}] (all {summary['count']} seeds agree)"
     if summary["count"] > 1:  # clipped: a t interval from two seeds can reach past 0 or 100%
         return f"{pct(summary['mean'])} [{pct(max(summary['low'], 0.0))}, {pct(min(summary['high'], 1.0))}]"
-    return f"{pct(summary['mean'])} ± {pct(binomial_se(summary['mean'], images))} SE"
+    low, high = accuracy_interval(summary["mean"], images)
+    return f"{pct(summary['mean'])} [{pct(low)}, {pct(high)}]"
 
 
 def mean_text(view: StudyView, run: str, key: str) -> str:
@@ -84,20 +96,24 @@ def mean_text(view: StudyView, run: str, key: str) -> str:
     return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
-def outcome(m: Mapping[str, Any], num_classes: int) -> str:
-    """diverged (a non-finite loss stopped it), at chance (test accuracy within two binomial standard
-    errors of 1/classes), or learned."""
+OUTCOME_RULE = ("A run **learned** when the exact 95% binomial interval of its test accuracy lies above the test "
+                "set's majority-class rate (what always answering the most frequent class scores), is **at "
+                "chance** when the interval holds that rate, and **below chance** when it lies below it; a run "
+                "**diverged** when a non-finite loss stopped it.")
+
+
+def outcome(m: Mapping[str, Any]) -> str:
+    """diverged, learned, at chance or below chance (see OUTCOME_RULE)."""
     if m["status"] == "diverged":
         return f"**diverged** ({m['stopped_reason']})"
-    chance = 1 / num_classes
-    if m["test"]["accuracy"] < chance + 2 * math.sqrt(chance * (1 - chance) / m["test"]["images"]):
-        return "**at chance**"
-    return "learned"
+    test = m["test"]
+    return {1: "learned", 0: "**at chance**", -1: "**below chance**"}[
+        against_rate(test["accuracy"], test["images"], test["majority_rate"])]
 
 
 def outcomes(view: StudyView, run: str) -> str:
     """The distinct outcomes of an original run's replicates, in replicate order."""
-    found = [outcome(view.metrics[name], view.configs[name].model.num_classes) for name in view.replicates[run]]
+    found = [outcome(view.metrics[name]) for name in view.replicates[run]]
     return ", ".join(dict.fromkeys(found))
 
 
@@ -108,7 +124,7 @@ def scores_table(view: StudyView) -> str:
     for run in view.originals:
         rows.append({"run": run, "seeds": len(view.replicates[run]), "outcome": outcomes(view, run),
                      "val accuracy": pct(mean(view, run, "val", "accuracy")),
-                     "test accuracy": accuracy_cell(view, run),
+                     "test accuracy [95% interval]": accuracy_cell(view, run),
                      "test loss": f"{mean(view, run, 'test', 'loss'):.3f}",
                      "test macro-F1": pct(mean(view, run, "test", "macro_f1")),
                      "best epoch": mean_text(view, run, "best_epoch"),
@@ -122,8 +138,8 @@ def comparison_rows(view: StudyView, pairs: list[tuple[str, str]]) -> list[dict[
     rows = []
     for a, b in pairs:
         diff = difference(view, a, b)
-        rows.append({"A": f"`{a}`", "B": f"`{b}`", "A test accuracy": accuracy_cell(view, a),
-                     "B test accuracy": accuracy_cell(view, b),
+        rows.append({"A": f"`{a}`", "B": f"`{b}`", "A test accuracy [95% interval]": accuracy_cell(view, a),
+                     "B test accuracy [95% interval]": accuracy_cell(view, b),
                      "A - B (points) [95% interval]": f"{signed_points(diff.mean)} {interval(diff)}",
                      "test": diff.test, "verdict": diff.verdict(f"`{a}`", f"`{b}`")})
     return rows

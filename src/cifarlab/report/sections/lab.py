@@ -14,6 +14,7 @@ from cifarlab.models import build_model, model_label
 from cifarlab.report.plots import plot_weight_histograms, read_weight_histogram
 from cifarlab.report.sections.comparisons import error_curves
 from cifarlab.report.tables import (
+    OUTCOME_RULE,
     accuracy_cell,
     comparison_rows,
     markdown,
@@ -44,7 +45,7 @@ def lab_section(view: StudyView) -> list[str]:
     changes = [{"run": run, "changed from the baseline": changed_settings(view.configs[run], view.configs[baseline]),
                 "outcome": outcomes(view, run), "val accuracy": pct(mean(view, run, "val", "accuracy")),
                 **{key: value for key, value in comparison_rows(view, [(run, baseline)])[0].items()
-                   if key not in ("A", "B", "B test accuracy")}}
+                   if key not in ("A", "B", "B test accuracy [95% interval]")}}
                for run in view.originals[1:]]
     lines = [
         "### Sanity checks", "",
@@ -55,8 +56,7 @@ def lab_section(view: StudyView) -> list[str]:
         ("The cross-entropy before any training step, on the validation images, against ln(classes), "
          "the loss of a uniform prediction:"), "", markdown(initial), "",
         f"### What each change buys (baseline `{baseline}`)", "",
-        ("A run at chance has a test accuracy within two binomial standard errors of 1/classes; a diverged "
-         "run stopped on a non-finite loss. A is each run, B the baseline "
+        (f"{OUTCOME_RULE} A is each run, B the baseline "
          f"(test accuracy {accuracy_cell(view, baseline)})."), "", markdown(changes), "",
         *error_curves(view, "Pipeline ablations")]
     return lines + l1_against_l2(view)

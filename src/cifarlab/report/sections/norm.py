@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from cifarlab.analysis.replicates import band
-from cifarlab.analysis.stats import compare_changes
+from cifarlab.analysis.stats import Difference, compare_changes
 from cifarlab.config.sections import RunConfig
 from cifarlab.io import require_input
 from cifarlab.models import build_model, model_label
@@ -124,10 +124,20 @@ def sanity_section(view: StudyView) -> list[str]:
         lines += [f"- `{scratch}` vs `{builtin}` ({_seed_counts(view, scratch, builtin)}): test accuracy "
                   f"{accuracy_cell(view, scratch)} vs "
                   f"{accuracy_cell(view, builtin)}; difference {signed_points(diff.mean)} points "
-                  f"{interval(diff)} ({diff.test}): **"
-                  + ("distinguishable" if diff.better else "not distinguishable")
-                  + f"**; {curve_gap(view, scratch, builtin)}."]
+                  f"{interval(diff)} ({diff.test}): {sanity_verdict(diff)}; {curve_gap(view, scratch, builtin)}."]
     return lines + [""]
+
+
+def sanity_verdict(diff: Difference) -> str:
+    """Whether the twins differ, and when they do not, the smallest difference these runs could have shown:
+    an interval that holds 0 rules out only a bug larger than its reach from 0."""
+    if diff.missing:
+        return "no verdict (a score is missing)"
+    if diff.better:
+        return "**they differ**: a bug, or an implementation detail worth finding"
+    reach = max(-diff.low, diff.high)
+    return (f"no difference shown, but only one larger than {100 * reach:.2f} points could have shown here; "
+            "more seeds narrow that (the Findings table tests the claim against its margin)")
 
 
 def _seed_counts(view: StudyView, a: str, b: str) -> str:
@@ -155,7 +165,7 @@ def batch_size_section(view: StudyView) -> list[str]:
                     if train.lr_scaling == "linear" else "as given")
             rows.append({"norm": norm, "run": run, "seeds": len(view.replicates[run]), "batch size": train.batch_size,
                          "lr": f"{train.effective_lr:g}", "lr rule": rule,
-                         "test accuracy": accuracy_cell(view, run),
+                         "test accuracy [95% interval]": accuracy_cell(view, run),
                          "test macro-F1": pct(mean(view, run, "test", "macro_f1")),
                          "train time (s)": f"{mean(view, run, 'train_time_s'):.0f}"})
         pairs += [(smaller, runs[0]) for smaller in runs[1:]]
@@ -180,7 +190,8 @@ def batch_sensitivity(view: StudyView, pairs: list[tuple[str, str]]) -> list[str
         norm, reference = view.configs[small].model.norm, view.configs[ref_small].model.norm
         diff = compare_changes(*(accuracy_by_seed(view, run) for run in (small, large, ref_small, ref_large)),
                                images=view.metrics[small]["test"]["images"])
-        said = {0: "within noise: no evidence that either is more sensitive to the batch size",
+        said = {0: ("no verdict (a score is missing)" if diff.missing else
+                    "within noise: no evidence that either is more sensitive to the batch size"),
                 1: f"`{norm}` gains more (or loses less) from the smaller batch",
                 -1: f"`{reference}` gains more (or loses less) from the smaller batch"}[diff.better]
         lines.append(f"- From batch {batches((small, large))[1]} to {batches((small, large))[0]}, `{norm}` changes by "
