@@ -5,7 +5,8 @@ given), it times `dvc repro` in one and the sweep in the other, one after the ot
 compares every run's metrics file. Then, in this process, it times what Ray adds to a run: starting a
 local Ray, an empty task's round trip, and the process that watches each run's `dvc repro`.
 Usage:
-python benchmarks/sweep.py --data ARCHIVE [--workdir DIR] [--profile quick] [--slots N] [--study NAME] [--out FILE]
+python benchmarks/sweep.py --data ARCHIVE [--workdir DIR] [--profile quick] [--runs-per-gpu K | --slots N]
+                           [--study NAME] [--out FILE]
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> None:
                         help="data.source of both clones: a URL, an absolute path, or one relative to a clone")
     parser.add_argument("--workdir", type=Path, help="where the two clones go (default: a new temporary folder)")
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--runs-per-gpu", type=int, help="the sweep's --runs-per-gpu (where there are GPUs)")
     parser.add_argument("--slots", type=int, help="the sweep's --slots (where there is no GPU)")
     parser.add_argument("--study", help="the sweep's --study; plain `dvc repro` then runs that study's runs")
     parser.add_argument("--tasks", type=int, default=20, help="empty tasks and watched processes to time")
@@ -114,8 +116,9 @@ def main() -> None:
     runs = [name for name, entry in params["runs"].items() if args.study in (None, entry.get("study"))]
     plain_cmd = ["dvc", "repro"] if args.study is None else \
         ["dvc", "repro", *(f"evaluate@{run}" for run in runs)]
-    sweep_cmd = [sys.executable, "-m", "cifarlab.tools.sweep"] + (["--slots", str(args.slots)] if args.slots else []) \
-        + (["--study", args.study] if args.study else [])
+    sweep_options = (["--runs-per-gpu", str(args.runs_per_gpu)] if args.runs_per_gpu else []) \
+        + (["--slots", str(args.slots)] if args.slots else []) + (["--study", args.study] if args.study else [])
+    sweep_cmd = [sys.executable, "-m", "cifarlab.tools.sweep", *sweep_options]
     # A phase timed before in this --workdir is not run again: a failure later costs no rerun of an hour.
     timings_file = work / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
@@ -135,8 +138,7 @@ def main() -> None:
     overheads = ray_overheads(args.tasks)
     plain_device, sweep_device = (json.loads((repo / "plots" / "live" / runs[0] / "metrics.json").read_text())["device"]
                                   for repo in (plain, swept))
-    shown = ["--data", args.data, "--profile", args.profile] + (["--slots", str(args.slots)] if args.slots else []) \
-        + (["--study", args.study] if args.study else [])
+    shown = ["--data", args.data, "--profile", args.profile, *sweep_options]
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     lines = [

@@ -1,5 +1,6 @@
 """`python -m cifarlab.tools.sweep` on a local Ray cluster that the tests start with two logical GPUs: runs at once,
-a failing run, a rerun, the state plain `dvc repro` leaves, and separate machines through git and DVC remotes.
+a failing run, a rerun, the state plain `dvc repro` leaves, and separate machines through git and DVC remotes;
+and with one logical GPU that two runs share (`--runs-per-gpu 2`).
 
 The logical GPUs let Ray hand each task its own CUDA_VISIBLE_DEVICES on a machine without one; torch then
 finds no CUDA device, and the runs train on the CPU with one thread each, as the plain reference does.
@@ -32,6 +33,10 @@ RUNS = ("bn-128", "gn-128")
 
 def two_logical_gpus(**kwargs):
     return ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, **kwargs)
+
+
+def one_logical_gpu(**kwargs):
+    return ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, **kwargs)
 
 
 def stage_names() -> set[str]:
@@ -69,12 +74,12 @@ def metrics_files(repo: Path) -> dict[str, bytes]:
     return {name: (repo / "metrics" / f"{name}.json").read_bytes() for name in RUNS}
 
 
-def sweep_in(repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+def sweep_in(repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str, ray_init=two_logical_gpus) -> int:
     monkeypatch.chdir(repo)
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "1")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # `python` of a stage
-    return sweep.main(list(args), ray_init=two_logical_gpus)
+    return sweep.main(list(args), ray_init=ray_init)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +110,7 @@ def swept(project, tmp_path_factory):
             "second": second, "second_outcomes": second_outcomes}
 
 
+@pytest.mark.cluster
 def test_two_runs_train_at_once_each_on_its_own_gpu(swept):
     outcomes = {o["run"]: o for o in swept["first_outcomes"]}
     assert set(outcomes) == set(RUNS)
@@ -115,6 +121,32 @@ def test_two_runs_train_at_once_each_on_its_own_gpu(swept):
     assert max(starts) < min(ends)  # the two tasks overlapped in time
 
 
+def trained_on(repo: Path, name: str) -> str:
+    return json.loads((repo / "plots" / "live" / name / "metrics.json").read_text())["device"]
+
+
+def test_two_runs_share_one_gpu_at_once_and_equal_serial_runs(project, plain, tmp_path, monkeypatch, capfd):
+    """K = 2 on one logical GPU: both runs hold half of it at the same time, each with one of the two CPUs as
+    its torch thread, and train exactly as `dvc repro` trains them one after the other on one thread. (CI runs
+    this test: it is the shortest that takes the sweep end to end.)"""
+    repo = training_only(copy_of(project, tmp_path / "repo"))
+    status = sweep_in(repo, monkeypatch, "--runs-per-gpu", "2", ray_init=one_logical_gpu)
+    out, err = capfd.readouterr()
+
+    assert status == 0, out + err
+    assert "each run on 1/2 of a GPU, 1 torch threads" in out
+    outcomes = {o["run"]: o for o in json.loads((repo / sweep.OUTCOMES_FILE).read_text())}
+    assert set(outcomes) == set(RUNS) and {o["status"] for o in outcomes.values()} == {"done"}
+    assert [o["cuda_visible_devices"] for o in outcomes.values()] == ["0", "0"]  # the same GPU
+    starts = [o["started_at"] for o in outcomes.values()]
+    ends = [o["started_at"] + o["seconds"] for o in outcomes.values()]
+    assert max(starts) < min(ends)  # the two tasks overlapped in time
+    # A logical GPU has no CUDA behind it: `device: auto` must fall back to the CPU, on the task's thread share.
+    assert {trained_on(where, name) for where in (repo, plain) for name in RUNS} == {"cpu (1 threads)"}
+    assert metrics_files(repo) == metrics_files(plain)
+
+
+@pytest.mark.cluster
 def test_a_failing_run_is_named_and_the_other_finishes(swept):
     assert swept["first"] == 1
     outcomes = {o["run"]: o for o in swept["first_outcomes"]}
@@ -125,11 +157,13 @@ def test_a_failing_run_is_named_and_the_other_finishes(swept):
     assert "report" in pending  # nothing downstream ran on a partial study
 
 
+@pytest.mark.cluster
 def test_the_next_sweep_trains_only_the_failed_run(swept):
     assert swept["second"] == 0
     assert [o["run"] for o in swept["second_outcomes"]] == ["gn-128"]
 
 
+@pytest.mark.cluster
 def test_the_sweep_leaves_the_state_plain_dvc_repro_leaves(swept, plain):
     repo = swept["repo"]
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
@@ -143,6 +177,7 @@ def test_the_sweep_leaves_the_state_plain_dvc_repro_leaves(swept, plain):
     assert (repo / "report" / "report.md").read_text().count("bn-128") > 0
 
 
+@pytest.mark.cluster
 def test_separate_machines_share_a_git_and_a_dvc_remote_and_the_head_does_not_train(
         project, plain, tmp_path, monkeypatch, capfd):
     origin = tmp_path / "origin.git"
@@ -168,6 +203,7 @@ def test_separate_machines_share_a_git_and_a_dvc_remote_and_the_head_does_not_tr
     assert metrics_files(head) == metrics_files(node) == metrics_files(plain)
 
 
+@pytest.mark.cluster
 def test_clones_refuse_uncommitted_changes_before_any_work(project, tmp_path, monkeypatch, capfd):
     repo = copy_of(project, tmp_path / "repo")
     edited = yaml.safe_load((repo / "params.yaml").read_text())
@@ -195,6 +231,7 @@ def trainings_in(repo: Path) -> list[str]:
     return found
 
 
+@pytest.mark.cluster
 @pytest.mark.skipif(not Path("/proc").exists(), reason="finds the training processes through /proc")
 def test_a_stopped_sweep_stops_its_runs_and_the_next_one_resumes_them(project, tmp_path):
     repo = training_only(copy_of(project, tmp_path / "repo"))

@@ -1,6 +1,7 @@
-"""Many runs at once: a study's pending train and evaluate stages as Ray tasks, one GPU (or CPU slot) each.
+"""Many runs at once: a study's pending train and evaluate stages as Ray tasks, K per GPU or one per CPU slot.
 
-    python -m cifarlab.tools.sweep [--study NAME] [--address ADDRESS] [--slots N] [--clones DIR]
+    python -m cifarlab.tools.sweep [--study NAME] [--address ADDRESS] [--runs-per-gpu K | --slots N]
+                                   [--clones DIR]
 
 The sweep runs the upstream stages once, then each pending run's `train@<run>` and `evaluate@<run>` as one
 Ray task, then the remaining stages; every stage still runs through `dvc repro`, so the repository ends as
@@ -13,6 +14,16 @@ of this repository's git remote under DIR, at this commit: a task trains there a
 cache to the default DVC remote, and this repository then restores every run from that remote instead of
 training it (`dvc repro --pull`).
 
+Runs per GPU. `--runs-per-gpu K` asks Ray for 1/K of a GPU per task, so that K runs share each GPU, each
+with its share of the CPU threads (the cluster's CPUs per GPU over K, at least one). The default is 1, as
+before. Memory does not bound K: a run of these studies (ResNet-14 has 0.17 M parameters; batch 128) needs
+a few hundred MB of GPU memory with its CUDA context, and a data-centre GPU has 80 to 141 GB. What bounds
+it is the CPU, since each run's step loop is a Python thread launching kernels (a small model's step costs
+its launches, not its arithmetic), so K is at most the CPUs per GPU; and a GPU without NVIDIA's MPS
+interleaves the kernels of separate processes rather than running them side by side, so what K gains is
+the time one run leaves the GPU idle, which only a measurement on the GPU at hand gives. Until one does, a
+larger default would be a guess; docs/clusters.md says which K to try.
+
 Ray is an optional extra (`pip install -e ".[ray]"`); nothing else in cifarlab imports it.
 """
 
@@ -22,6 +33,7 @@ import argparse
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,6 +54,7 @@ OUTCOMES_FILE = LOG_DIR / "outcomes.json"
 UPSTREAM_STAGES = ("check-params", "split")  # split pulls in fetch
 STOP_GRACE_S = 60  # for a stopped run to save its state; an epoch's state is saved already, so this is ample
 DEFAULT_CPU_SLOTS_AT_MOST = 8  # each CPU run is a process of its own, with torch and its split in memory
+RAY_RESOURCE_STEPS = 10_000  # Ray counts a fractional resource in steps of 0.0001
 
 
 @dataclass
@@ -80,20 +93,42 @@ def pending_runs(run_names: Sequence[str]) -> list[str]:
     return [name for name in run_names if f"train@{name}" in changed or f"evaluate@{name}" in changed]
 
 
-def slot_plan(resources: dict[str, float], slots: int | None) -> tuple[dict[str, float], int, str]:
-    """Ray resources per task, torch threads per task, and the kind of slot, from the cluster's totals."""
+def gpu_share(runs_per_gpu: int) -> float:
+    """1/K of a GPU, rounded down to Ray's resolution of 0.0001, so that K shares fit in one GPU however Ray
+    rounds (to the nearest step, seven shares of 0.1429 would not, and only six runs would share it)."""
+    return math.floor(RAY_RESOURCE_STEPS / runs_per_gpu) / RAY_RESOURCE_STEPS
+
+
+def slot_plan(resources: dict[str, float], slots: int | None,
+              runs_per_gpu: int | None = None) -> tuple[dict[str, float], int, str]:
+    """Ray resources per task, torch threads per task, and what each run gets, from the cluster's totals.
+
+    With GPUs, `runs_per_gpu` tasks (default 1) share each GPU and its CPUs; without, `slots` tasks share
+    the CPUs."""
     cpus = int(resources.get("CPU", 1))
     gpus = int(resources.get("GPU", 0))
     if gpus:
         if slots is not None:
-            raise CifarlabError("--slots: the cluster has GPUs, and the sweep runs one task per GPU; "
-                                "leave --slots out (or hide GPUs with CUDA_VISIBLE_DEVICES= to run on CPUs)")
-        return {"num_gpus": 1, "num_cpus": 1}, max(1, cpus // gpus), "GPU"
+            raise CifarlabError("--slots: the cluster has GPUs, and the sweep runs --runs-per-gpu tasks on each "
+                                "(default 1); leave --slots out (or hide GPUs with CUDA_VISIBLE_DEVICES= to run "
+                                "on CPUs)")
+        runs_per_gpu = runs_per_gpu or 1
+        # Each run's step loop is a thread of its own that launches kernels; a run without a core stalls its GPU.
+        most = max(1, cpus // gpus)
+        if runs_per_gpu > most:
+            raise CifarlabError(f"--runs-per-gpu: expected 1 to {most} (the cluster's {cpus} CPUs over its {gpus} "
+                                f"GPUs: each run needs a CPU of its own), got {runs_per_gpu}")
+        threads = max(1, cpus // (gpus * runs_per_gpu))
+        if runs_per_gpu == 1:
+            return {"num_gpus": 1, "num_cpus": 1}, threads, "a GPU"
+        return {"num_gpus": gpu_share(runs_per_gpu), "num_cpus": 1}, threads, f"1/{runs_per_gpu} of a GPU"
+    if runs_per_gpu is not None:
+        raise CifarlabError("--runs-per-gpu: the cluster has no GPU; use --slots N for N runs at once on its CPUs")
     slots = slots if slots is not None else min(cpus, DEFAULT_CPU_SLOTS_AT_MOST)
     if not 1 <= slots <= cpus:
         raise CifarlabError(f"--slots: expected 1 to {cpus} (the cluster's CPUs), got {slots}")
     # A fractional CPU request lets exactly `slots` tasks run at once whatever the cluster's size.
-    return {"num_cpus": cpus / slots}, max(1, cpus // slots), "CPU slot"
+    return {"num_cpus": cpus / slots}, max(1, cpus // slots), "a CPU slot"
 
 
 # --- what runs on a node ----------------------------------------------------------------------------------
@@ -246,9 +281,9 @@ def train_on_ray(pending: list[str], args: argparse.Namespace, ray_init: Callabl
     # Ray replaces the SIGTERM handler; a scheduler ends a job with SIGTERM, which must stop it as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        resources, threads, kind = slot_plan(ray.cluster_resources(), args.slots)
+        resources, threads, share = slot_plan(ray.cluster_resources(), args.slots, args.runs_per_gpu)
         print(f"Ray: {ray.cluster_resources().get('GPU', 0):.0f} GPUs, "
-              f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs; one {kind} per run, {threads} torch threads")
+              f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs; each run on {share}, {threads} torch threads")
         task = ray.remote(max_retries=0, **resources)(train_and_evaluate)
         progress = Queue()
         root = str(Path.cwd())
@@ -288,6 +323,8 @@ def main(argv: Sequence[str] | None = None, ray_init: Callable[..., Any] | None 
     parser = argparse.ArgumentParser(prog="python -m cifarlab.tools.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", help="only this study's runs (default: every run)")
     parser.add_argument("--address", help="a running Ray cluster (ray start --head); default: start one here")
+    parser.add_argument("--runs-per-gpu", type=int, metavar="K",
+                        help="runs sharing each GPU at once, the CPUs split between them (default: 1)")
     parser.add_argument("--slots", type=int, help="runs at once where there is no GPU (default: one per CPU "
                                                   f"core, at most {DEFAULT_CPU_SLOTS_AT_MOST})")
     parser.add_argument("--clones", type=Path, help="separate machines: each node works in a clone under this "
@@ -307,6 +344,8 @@ def main(argv: Sequence[str] | None = None, ray_init: Callable[..., Any] | None 
 def sweep(args: argparse.Namespace, ray_init: Callable[..., Any] | None) -> int:
     if args.slots is not None and args.slots < 1:
         raise CifarlabError(f"--slots: expected 1 or more runs at once, got {args.slots}")
+    if args.runs_per_gpu is not None and args.runs_per_gpu < 1:
+        raise CifarlabError(f"--runs-per-gpu: expected 1 or more runs on each GPU, got {args.runs_per_gpu}")
     study = read_study()
     names = [run.name for run in study.runs.values() if args.study in (None, run.study)]
     if args.study and not names:
