@@ -90,6 +90,7 @@ def finished(tmp_path_factory) -> Path:
     archive = make_cifar_archive(tmp_path_factory.mktemp("archive") / "cifar.tar.gz", per_batch=12, test_size=20)
     repo = tmp_path_factory.mktemp("finished")
     (repo / "params.yaml").write_text(yaml.safe_dump(three_family_params(archive), sort_keys=False))
+    (repo / "claims.yaml").write_text("claims: {}\n")
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["dvc", "init", "-q"], repo)
     for name in checkout_files():  # .dvc/plots/ after `dvc init`, which wants no .dvc folder yet
