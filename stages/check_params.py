@@ -16,7 +16,7 @@ from cifarlab.cli import run_stage
 from cifarlab.config.claims import read_claims
 from cifarlab.config.publish import write_settings
 from cifarlab.config.resolve import read_study
-from cifarlab.train.device import check_compile_toolchain, resolve_device
+from cifarlab.train.device import check_compile_toolchain, check_cublas_workspace, resolve_device
 
 
 def main(argv: list[str]) -> None:
@@ -29,6 +29,7 @@ def main(argv: list[str]) -> None:
     device = resolve_device(study.device)
     for run in study.runs.values():
         check_compile_toolchain(run.performance, device)
+        check_cublas_workspace(run.performance)
     claims = read_claims(args.claims, study)
     # The training code hashed is this script's checkout's: the one the train stages will run (_checkout).
     write_settings(study, args.runs, args.study, root=Path(__file__).resolve().parents[1])

@@ -1,11 +1,21 @@
-"""cifarlab.analysis.evaluation: classification metrics on worked examples."""
+"""cifarlab.analysis.evaluation: classification metrics on worked examples, and a run's best checkpoint scored
+as training validated it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from cifarlab.analysis.evaluation import classification_metrics
+from cifarlab.analysis import evaluation
+from cifarlab.analysis.evaluation import classification_metrics, evaluate_run
+from cifarlab.data.split import save_split
+from cifarlab.models.checkpoints import save_model
+from cifarlab.train import loop
+from cifarlab.train.loop import train_run
+from cifarlab.train.resume import TrainState
+
+CPU = torch.device("cpu")
 
 # --- classification_metrics --------------------------------------------------------------------------------
 
@@ -50,3 +60,80 @@ def test_macro_f1_of_a_collapsed_run_on_a_subset_counts_every_class_of_the_model
     predicted = np.zeros(4, dtype=int)  # predicts one class only
     # Class 0: TP 2, FP 2 -> P 1/2, R 1, F1 2/3; classes 1, 2 and 3: F1 0; the mean is over 4 classes.
     assert classification_metrics(labels, predicted, num_classes=4)["macro_f1"] == pytest.approx((2 / 3) / 4)
+
+
+# --- evaluate_run against the run's own validation ----------------------------------------------------------
+
+
+def _recording_predict(module, calls: list[torch.Tensor], monkeypatch) -> None:
+    """Record the logits of every `predict` call `module` makes."""
+    real = module.predict
+
+    def recorded(*args, **kwargs):
+        output = real(*args, **kwargs)
+        calls.append(output.logits.clone())
+        return output
+
+    monkeypatch.setattr(module, "predict", recorded)
+
+
+def _bf16_everywhere(performance, device):
+    return torch.bfloat16
+
+
+def _train_and_evaluate(run, split, device: torch.device, tmp_path, monkeypatch
+                        ) -> tuple[TrainState, list[torch.Tensor], list[torch.Tensor], dict]:
+    """Train `run` on `device`, save its model as the train stage does and evaluate it as the evaluate stage
+    does; return the final state, the logits of each validation in training (before training, then after each
+    epoch), those of each split in evaluation (train, val, test) and the metrics."""
+    validated: list[torch.Tensor] = []
+    evaluated: list[torch.Tensor] = []
+    _recording_predict(loop, validated, monkeypatch)
+    _recording_predict(evaluation, evaluated, monkeypatch)
+    result = train_run(run, split, device, resume_path=tmp_path / "resume.pt", on_epoch=lambda state: None)
+    state = result.state
+    save_model(tmp_path / "model.pt", result.model, run, {"best_val_accuracy": state.best_accuracy},
+               {"mean": list(split.mean), "std": list(split.std)})
+    save_split(split, tmp_path / "split", seed=0, val_fraction=0.25)
+    metrics = evaluate_run(tmp_path / "model.pt", tmp_path / "split", device, metrics_path=tmp_path / "metrics.json",
+                           predictions_path=tmp_path / "predictions.csv", confusion_path=tmp_path / "confusion.csv",
+                           weights_path=tmp_path / "weights.csv")
+    return state, validated, evaluated, metrics
+
+
+def _assert_val_scored_as_validated(state: TrainState, validated: list[torch.Tensor], evaluated: list[torch.Tensor],
+                                    metrics: dict, dtype: torch.dtype) -> None:
+    best_validation, val = validated[state.best_epoch], evaluated[1]
+    assert val.dtype == best_validation.dtype == dtype
+    # The same weights, layout, precision and batches give the same bits; NCHW instead of channels_last
+    # already changes the last bits of the logits.
+    assert torch.equal(val, best_validation), "evaluate's val logits differ from the best epoch's validation"
+    images = metrics["val"]["images"]
+    assert round(metrics["val"]["accuracy"] * images) == round(state.best_accuracy * images)
+    assert metrics["val"]["accuracy"] == pytest.approx(state.best_accuracy, abs=1e-6)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["cpu", "bf16-autocast-as-on-cuda"])
+def test_evaluate_scores_val_as_training_validated_it_so_val_accuracy_is_best_val_accuracy(
+        tiny_run, tiny_split, tmp_path, monkeypatch, autocast):
+    if autocast:  # bf16 autocast is on only on CUDA; here the CPU stands in for it, in training and evaluation alike
+        monkeypatch.setattr(loop, "amp_dtype_for", _bf16_everywhere)
+        monkeypatch.setattr(evaluation, "amp_dtype_for", _bf16_everywhere)
+    run = tiny_run()
+    assert run.performance.channels_last  # validation ran channels_last, so evaluation must too
+    state, validated, evaluated, metrics = _train_and_evaluate(run, tiny_split, CPU, tmp_path, monkeypatch)
+    _assert_val_scored_as_validated(state, validated, evaluated, metrics,
+                                    torch.bfloat16 if autocast else torch.float32)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_evaluate_on_cuda_scores_val_in_bf16_channels_last_as_training_validated_it(tiny_run, tiny_split, tmp_path,
+                                                                                  monkeypatch):
+    run = tiny_run()
+    assert run.performance.bf16 and run.performance.channels_last
+    state, validated, evaluated, metrics = _train_and_evaluate(run, tiny_split, torch.device("cuda"), tmp_path,
+                                                               monkeypatch)
+    _assert_val_scored_as_validated(state, validated, evaluated, metrics, torch.bfloat16)
+    for split in ("train", "val", "test"):
+        assert 0 <= metrics[split]["accuracy"] <= 1 and np.isfinite(metrics[split]["loss"])

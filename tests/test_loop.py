@@ -6,17 +6,20 @@ Expected values are worked out by hand from the schedule's definition, not from 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from cifarlab.config.sections import RunConfig
 from cifarlab.data.loader import Normalizer, ResidentDataset
 from cifarlab.errors import Interrupted
 from cifarlab.models import build_model
 from cifarlab.train import loop
-from cifarlab.train.inference import Predictions, predict
+from cifarlab.train.device import configure_torch
+from cifarlab.train.inference import FEATURE_QUANTILES, Predictions, predict
 from cifarlab.train.loop import stops_early, train_run
 from cifarlab.train.step import Stepper
 
@@ -183,3 +186,141 @@ def test_divergence_keeps_the_best_model_of_the_epochs_before_it(tiny_run, tiny_
     final = result.model.state_dict()
     assert all(torch.equal(final[k], saved[1][k]) for k in saved[1])
     assert not all(torch.equal(saved[2][k], saved[1][k]) for k in saved[1])  # epoch 2 did change the model
+
+
+# --- resuming a CPU run on a GPU host ----------------------------------------------------------------------
+
+
+def test_a_cpu_run_on_a_gpu_host_saves_and_resumes_without_touching_cuda(tiny_run, tiny_split, tmp_path, monkeypatch,
+                                                                          capsys):
+    reference = _train(tiny_run(), tiny_split, tmp_path / "reference")
+
+    def cuda_touched(*args, **kwargs):
+        raise AssertionError("a CPU run used CUDA")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name in ("get_rng_state", "set_rng_state", "get_rng_state_all", "set_rng_state_all", "init"):
+        monkeypatch.setattr(torch.cuda, name, cuda_touched)
+    real_save = loop.save_resume_state
+
+    def interrupted_at_epoch_3(path, fingerprint, state, *args):
+        if state.epoch == 3:
+            raise KeyboardInterrupt
+        real_save(path, fingerprint, state, *args)
+
+    monkeypatch.setattr(loop, "save_resume_state", interrupted_at_epoch_3)
+    resume = tmp_path / "resumed" / "resume.pt"
+    resume.parent.mkdir()
+    with pytest.raises(Interrupted):
+        train_run(tiny_run(), tiny_split, CPU, resume_path=resume, on_epoch=lambda state: None)
+    monkeypatch.setattr(loop, "save_resume_state", real_save)
+    capsys.readouterr()
+    resumed = train_run(tiny_run(), tiny_split, CPU, resume_path=resume, on_epoch=lambda state: None).state
+    assert f"resuming after epoch 2/{EPOCHS}" in capsys.readouterr().out
+    assert saved_epoch(resume)["epoch"] == EPOCHS
+    assert _curves(resumed.history) == _curves(reference.history)
+
+
+# --- on a GPU --------------------------------------------------------------------------------------------
+
+CUDA = torch.device("cuda")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+QUANTILE_KEYS = [f"feature_q{round(p * 100):02d}" for p in FEATURE_QUANTILES]
+
+
+def _with_performance(run: RunConfig, **performance) -> RunConfig:
+    return dataclasses.replace(run, performance=dataclasses.replace(run.performance, **performance))
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("compile_mode", ["none", "reduce-overhead"])
+def test_a_tiny_run_trains_on_cuda_in_bf16_and_tracks_the_same_run_on_the_cpu(tiny_run, tiny_split, tmp_path,
+                                                                               compile_mode):
+    # bn in batches of 8: 30 images leave a last batch of 6 each epoch, which a compiled step runs eagerly.
+    run = _with_performance(tiny_run(), compile=compile_mode)
+    assert run.performance.bf16 and run.performance.channels_last
+    (tmp_path / "cuda").mkdir()
+    torch._dynamo.reset()
+    try:
+        result = train_run(run, tiny_split, CUDA, resume_path=tmp_path / "cuda" / "resume.pt",
+                           on_epoch=lambda state: None)
+    finally:
+        torch._dynamo.reset()
+    on_cpu = _train(_with_performance(run, compile="none"), tiny_split, tmp_path / "cpu")
+    state = result.state
+    assert (state.status, state.epoch) == ("completed", EPOCHS)
+    assert all(p.device.type == CUDA.type for p in result.model.parameters())
+    # The same initial weights (drawn on the CPU) and the same batches; bf16 rounding apart, the same run.
+    assert state.initial_val_loss == pytest.approx(on_cpu.initial_val_loss, abs=5e-2)
+    assert [row["lr"] for row in state.history] == pytest.approx([row["lr"] for row in on_cpu.history])
+    assert [row["train_loss"] for row in state.history] == pytest.approx(
+        [row["train_loss"] for row in on_cpu.history], abs=0.1)
+    for row in state.history:
+        assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]) and 0 <= row["val_error"] <= 1
+        quantiles = [row[key] for key in QUANTILE_KEYS]
+        assert all(map(math.isfinite, quantiles)) and quantiles == sorted(quantiles)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_feature_quantiles_on_cuda_are_the_cpus(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(10_000, 10, generator=g), torch.randint(0, 10, (10_000,), generator=g)
+    features = torch.randn(10_000, 64, generator=g).relu().to(torch.bfloat16)  # as under autocast, after a ReLU
+    on_cpu = Predictions(logits, features, labels).feature_quantiles()
+    on_gpu = Predictions(logits.to(CUDA), features.to(CUDA), labels.to(CUDA)).feature_quantiles()
+    assert list(on_gpu) == [key.removeprefix("feature_") for key in QUANTILE_KEYS]
+    assert on_gpu == pytest.approx(on_cpu, rel=1e-6, abs=1e-7)
+
+
+@pytest.fixture
+def deterministic_torch(monkeypatch):
+    """CUBLAS_WORKSPACE_CONFIG deterministic for the test; it, torch's determinism and cuDNN autotuning as they
+    were after it."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.backends.cudnn.benchmark = benchmark
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_deterministic_cuda_run_interrupted_and_resumed_equals_an_uninterrupted_one_bit_for_bit(
+        tiny_run, tiny_split, tmp_path, monkeypatch, capsys, deterministic_torch):
+    run = _with_performance(tiny_run(), deterministic=True)
+    configure_torch(run.performance)
+
+    def on_cuda(folder: str, **kwargs):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        return train_run(run, tiny_split, CUDA, resume_path=tmp_path / folder / "resume.pt",
+                         on_epoch=lambda state: None, **kwargs)
+
+    straight, again = on_cuda("straight"), on_cuda("again")
+    assert _curves(again.state.history) == _curves(straight.state.history)  # deterministic: the same bits
+
+    real_save = loop.save_resume_state
+
+    def interrupted_at_epoch_3(path, fingerprint, state, *args):
+        if state.epoch == 3:
+            raise KeyboardInterrupt
+        real_save(path, fingerprint, state, *args)
+
+    monkeypatch.setattr(loop, "save_resume_state", interrupted_at_epoch_3)
+    with pytest.raises(Interrupted):
+        on_cuda("resumed")
+    monkeypatch.setattr(loop, "save_resume_state", real_save)
+    saved = torch.load(tmp_path / "resumed" / "resume.pt", map_location="cpu", weights_only=False)
+    assert saved["state"]["epoch"] == 2
+    assert isinstance(saved["rng"]["cuda"], torch.Tensor)  # the training GPU's generator, not a list of every GPU's
+    momentum = [s["momentum_buffer"] for s in saved["optimizer"]["state"].values()]
+    assert momentum and all(m is not None for m in momentum)
+    capsys.readouterr()
+    resumed = on_cuda("resumed")
+    assert f"resuming after epoch 2/{EPOCHS}" in capsys.readouterr().out
+    assert _curves(resumed.state.history) == _curves(straight.state.history)
+    theirs = straight.model.state_dict()
+    assert all(torch.equal(value, theirs[key]) for key, value in resumed.model.state_dict().items())

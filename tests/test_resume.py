@@ -12,6 +12,7 @@ import copy
 import csv
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -32,7 +34,7 @@ from cifarlab.report.document import write_report
 from cifarlab.report.inputs import load_metrics
 from cifarlab.report.plots import write_quantile_figures
 from cifarlab.report.tables import metrics_table
-from cifarlab.train.resume import load_resume_state
+from cifarlab.train.resume import load_resume_state, rng_states, set_rng_states
 
 RUN = "bn-128"
 EPOCHS = 4
@@ -347,7 +349,67 @@ def test_the_stages_evaluate_and_report_a_diverged_run(project):
     (cwd / "confusion").mkdir()
     shutil.copy(cwd / "confusion.csv", cwd / "confusion" / "boom.csv")
     write_aggregates({"boom": ["boom"]}, {"boom": 0}, cwd / "metrics", cwd / "aggregates")
-    report = write_report(load_study(params), metrics_dir=cwd / "metrics", aggregates_dir=cwd / "aggregates",
+    report = write_report(load_study(params), [], metrics_dir=cwd / "metrics", aggregates_dir=cwd / "aggregates",
                           live_root=cwd / "live-root", quantile_dir=cwd / "quantiles", weights_dir=cwd,
                           confusion_dir=cwd / "confusion", out_dir=cwd / "report").read_text()
     assert shown in report and "diverged: `boom`" in report
+
+
+# --- 6. the RNG state: the training device's generator only -----------------------------------------------
+
+
+def _draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+@pytest.fixture
+def gpu_host(monkeypatch) -> list[tuple]:
+    """A host with CUDA, where any use of CUDA's generators is recorded (as (function, device)) and reading
+    every GPU's state, as older code did, fails."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+
+    def get_rng_state(device="cuda"):
+        calls.append(("get", torch.device(device)))
+        return torch.full((16,), 7, dtype=torch.uint8)
+
+    def set_rng_state(state, device="cuda"):
+        calls.append(("set", torch.device(device), state.tolist()))
+
+    def every_gpu(*args):
+        raise AssertionError("the state of every visible GPU was read or written")
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state", get_rng_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", every_gpu)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", every_gpu)
+    return calls
+
+
+def test_a_cpu_run_on_a_gpu_host_saves_and_restores_its_generators_without_touching_cuda(gpu_host):
+    cpu = torch.device("cpu")
+    states = rng_states(cpu)
+    assert "cuda" not in states
+    expected = _draws()
+    set_rng_states(states, cpu)
+    assert _draws() == expected
+    set_rng_states({**states, "cuda": torch.zeros(16, dtype=torch.uint8)}, cpu)  # saved on a GPU, resumed on a CPU
+    assert gpu_host == []
+
+
+def test_a_cuda_run_saves_its_own_gpus_generator_and_restores_it_on_whichever_gpu_it_resumes(gpu_host):
+    states = rng_states(torch.device("cuda:5"))  # one of eight visible GPUs
+    assert gpu_host == [("get", torch.device("cuda:5"))]
+    assert torch.equal(states["cuda"], torch.full((16,), 7, dtype=torch.uint8))
+    gpu_host.clear()
+    set_rng_states(states, torch.device("cuda:0"))  # resumed where the process sees one GPU
+    assert gpu_host == [("set", torch.device("cuda:0"), [7] * 16)]
+
+
+def test_an_older_resume_files_list_of_every_gpus_state_is_skipped(gpu_host):
+    states = {**rng_states(torch.device("cpu")), "cuda": [torch.zeros(16, dtype=torch.uint8)] * 8}
+    expected = _draws()
+    set_rng_states(states, torch.device("cuda:0"))
+    assert _draws() == expected  # the host generators are restored all the same
+    assert gpu_host == []

@@ -84,7 +84,7 @@ def train_run(run: RunConfig, split: Split, device: torch.device, *, resume_path
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        set_rng_states(saved["rng"])
+        set_rng_states(saved["rng"], device)
         if start.status == "running":
             print(f"{run.name}: resuming after epoch {start.epoch}/{cfg.epochs} from {resume_path} "
                   "(delete it to start over)")
@@ -137,7 +137,8 @@ def _saved_epochs(run: RunConfig, state: TrainState, stepper: Stepper, train_dat
         state = dataclasses.replace(state, epoch=epoch, history=[*state.history, row],
                                     train_time_s=state.train_time_s + time.perf_counter() - started)
         _update_status(state, row, model, cfg)
-        save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, stepper.scheduler)
+        save_resume_state(resume_path, fingerprint, state, model, stepper.optimizer, stepper.scheduler,
+                          stepper.device)
         yield state
 
 

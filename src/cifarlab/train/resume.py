@@ -30,20 +30,27 @@ class TrainState:
     delivered: bool = False  # the stage saved this finished run's model and logs
 
 
-def rng_states() -> dict[str, Any]:
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """The generators a run draws from: Python's, NumPy's, torch's CPU one and, on CUDA, the training
+    device's alone; a CPU run leaves CUDA untouched (reading a GPU's state would initialise CUDA)."""
     states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
                               "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def set_rng_states(states: dict[str, Any]) -> None:
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    """Restore `rng_states` for a run on `device`. The CUDA generator saved is the training GPU's, and it
+    goes to the GPU the run trains on now, whatever its index and however many GPUs either process saw:
+    under a scheduler a resumed run may get another GPU, or see one where it saw eight. A run that moved
+    between a CPU and a GPU (the device is no part of its fingerprint) restores the generators both have.
+    An older file's list of every GPU's state is skipped, since which of them the run used is unrecorded."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if device.type == "cuda" and isinstance(states.get("cuda"), torch.Tensor):
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -51,12 +58,12 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_resume_state(path: Path, fingerprint: str, state: TrainState, model: nn.Module,
-                      optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+                      optimizer: torch.optim.Optimizer, scheduler: Any, device: torch.device) -> None:
     """Write the full training state atomically, so a kill never leaves a half-written checkpoint."""
     with atomic_path(path) as tmp:
         torch.save({"fingerprint": fingerprint, "state": state.__dict__, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_states()}, tmp)
+                    "rng": rng_states(device)}, tmp)
 
 
 def mark_delivered(path: Path) -> None:
