@@ -12,9 +12,10 @@ A second table times each from-scratch norm's step against its built-in twin on 
 Every figure is measured in this one process. Each round takes every path of a comparison back to
 back, so a ratio is computed within a round, where the machine's drift (tens of percent between minutes
 on a shared virtual machine) moves both of its terms alike; the tables give the median of the rounds'
-ratios with their range, and the median images/s of each path. Usage:
+ratios with their range, and the median images/s of each path. benchmarks/gpu_check.py measures with
+these functions too. Usage:
 python benchmarks/throughput.py [--device auto] [--rounds N] [--norms LIST] [--compile MODE]
-    [--step-compile MODE] [--out FILE]
+    [--step-compile MODE] [--bf16] [--out FILE]
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from cifarlab.config.fields import build_section
-from cifarlab.config.sections import ModelConfig, TrainConfig
+from cifarlab.config.sections import ModelConfig, PerformanceConfig, TrainConfig
 from cifarlab.data.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
-from cifarlab.models.resnet import CifarResNet, ResNetOptions
+from cifarlab.models.resnet import CifarResNet
 from cifarlab.nn.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
 from cifarlab.train.device import resolve_device
 from cifarlab.train.optim import build_optimizer
-from cifarlab.train.step import Stepper
+from cifarlab.train.step import Stepper, amp_dtype_for
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 GROUPS = 8
@@ -86,14 +87,14 @@ Train = Callable[[Iterable[tuple[torch.Tensor, torch.Tensor]]], object]
 
 
 def images_per_s(train: Train, batches: Callable[[], Iterable], steps: int, batch_size: int,
-                 device: torch.device) -> float:
-    """Train on `steps` batches after 3 warm-up steps from the same epoch, and return images per second.
+                 device: torch.device, warmup: int = 3) -> float:
+    """Train on `steps` batches after `warmup` steps from the same epoch, and return images per second.
 
     One iterator for both, so that a DataLoader's start-up (workers filling their first batches), which
     a real epoch of hundreds of steps amortizes, is not charged to a short measurement.
     """
     epoch = iter(batches())
-    train(itertools.islice(epoch, 3))
+    train(itertools.islice(epoch, warmup))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
@@ -110,7 +111,7 @@ class Rounds(dict[str, list[float]]):
     def median(self, path: str) -> float:
         return statistics.median(self[path])
 
-    def ratio(self, numerator: str, denominator: str) -> "Ratio":
+    def ratio(self, numerator: str, denominator: str) -> Ratio:
         per_round = [a / b for a, b in zip(self[numerator], self[denominator])]
         return Ratio(statistics.median(per_round), min(per_round), max(per_round))
 
@@ -127,13 +128,13 @@ class Ratio(NamedTuple):
 
 
 def alternated(paths: dict[str, TrainingPath], steps: int, batch_size: int, rounds: int,
-               device: torch.device) -> Rounds:
+               device: torch.device, warmup: int = 3) -> Rounds:
     """Images/s of each path, round by round, the paths of a round taken back to back so that the
     machine's drift between rounds cancels in each round's ratios."""
     samples = Rounds({name: [] for name in paths})
     for _ in range(rounds):
         for name, (train, batches) in paths.items():
-            samples[name].append(images_per_s(train, batches, steps, batch_size, device))
+            samples[name].append(images_per_s(train, batches, steps, batch_size, device, warmup))
     return samples
 
 
@@ -169,11 +170,27 @@ class TextbookLoop:
         return running_loss, correct
 
 
-def resnet14(norm: str) -> nn.Module:
-    """The benchmarked model, initialised from seed 0 so that every path starts from the same weights."""
+def resnet14_config(norm: str) -> ModelConfig:
+    """The benchmarked network: the norm study's ResNet-14 with `norm`."""
+    return ModelConfig(arch="resnet", num_classes=10, norm=norm, groups=GROUPS, activation="relu",
+                       options={"n": 2, "shortcut": "A"})
+
+
+def seeded_model(config: ModelConfig) -> nn.Module:
+    """`config`'s network initialised from seed 0, so that every path starts from the same weights."""
     torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet", num_classes=10, norm=norm, groups=GROUPS, activation="relu",
-                                   options=ResNetOptions(n=2, shortcut="A")))
+    return build_model(config)
+
+
+def resnet14(norm: str) -> nn.Module:
+    return seeded_model(resnet14_config(norm))
+
+
+def step_options(device: torch.device, compile_mode: str = "none", bf16: bool = False) -> dict:
+    """Our step's options as a run's `performance:` would give them: channels_last, and bf16 autocast where
+    the run would use it (CUDA)."""
+    performance = PerformanceConfig(channels_last=True, bf16=bf16, deterministic=False, compile=compile_mode)
+    return {"channels_last": True, "compile_mode": compile_mode, "amp_dtype": amp_dtype_for(performance, device)}
 
 
 def make_stepper(model: nn.Module, batch_size: int, device: torch.device, options: dict) -> Stepper:
@@ -184,8 +201,9 @@ def make_stepper(model: nn.Module, batch_size: int, device: torch.device, option
     return Stepper(model, optimizer, scheduler, device=device, **options)
 
 
-def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
-                data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> Rounds:
+def training_paths(norm: str, batch_size: int, device: torch.device, data: tuple[np.ndarray, np.ndarray],
+                   workers: int, options: dict) -> dict[str, TrainingPath]:
+    """The four paths, by name: ours (a), usual (b), usual_loader (b') and model (c)."""
     images, labels = data
     stepper = make_stepper(resnet14(norm), batch_size, device, options)
     textbook = TextbookLoop(resnet14(norm), batch_size, device)
@@ -205,9 +223,14 @@ def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: tor
     def model_only():
         return itertools.repeat(fixed)
 
-    return alternated({"ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
-                       "usual_loader": (stepper.run, usual_for_our_step),
-                       "model": (stepper.run, model_only)}, steps, batch_size, rounds, device)
+    return {"ours": (stepper.run, ours), "usual": (textbook, lambda: iter(loader)),
+            "usual_loader": (stepper.run, usual_for_our_step), "model": (stepper.run, model_only)}
+
+
+def bench_paths(norm: str, batch_size: int, steps: int, rounds: int, device: torch.device,
+                data: tuple[np.ndarray, np.ndarray], workers: int, options: dict) -> Rounds:
+    return alternated(training_paths(norm, batch_size, device, data, workers, options), steps, batch_size, rounds,
+                      device)
 
 
 class TorchBatchInstanceNorm(nn.Module):
@@ -290,10 +313,12 @@ def main() -> None:
     parser.add_argument("--step-compile", default="none", choices=("none", "default", "reduce-overhead"),
                         help="our step's performance.compile in every table: (a), (b'), (c) and both norms "
                              "of the twin table (one compile per model and batch size)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in our step on CUDA, as a run with "
+                                                            "performance.bf16 has it (the textbook loop stays float32)")
     parser.add_argument("--out", type=Path, help="also write the tables (Markdown) here")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    options = {"channels_last": True, "compile_mode": args.step_compile}
+    options = step_options(device, args.step_compile, args.bf16)
     steps = {128: 10, 8: 50} if device.type == "cpu" else {128: 100, 8: 400}
     images = max((3 + n) * batch_size for batch_size, n in steps.items())  # one epoch holds every measurement
     rng = np.random.default_rng(0)
@@ -301,12 +326,12 @@ def main() -> None:
     norms = args.norms.split(",")
 
     lines = [f"# Training throughput, ResNet-14 (n=2), {device.type}: {hardware(device)}", "",
-             f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             (f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"{args.rounds} alternated rounds; images/s are medians over the rounds, ratios the median "
              f"of the rounds' ratios (lowest-highest round in brackets); (b) and (b') use a DataLoader with "
-             f"{args.workers} workers; options {options}.", "",
-             "| norm | batch | (a) ours img/s | (b) usual img/s | (b') usual loader, our step img/s | "
-             "(c) model alone img/s | (a)/(b) | (a)/(b') | (a)/(c) |",
+             f"{args.workers} workers; options {options}."), "",
+             ("| norm | batch | (a) ours img/s | (b) usual img/s | (b') usual loader, our step img/s | "
+             "(c) model alone img/s | (a)/(b) | (a)/(b') | (a)/(c) |"),
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for batch_size in (128, 8):
         for norm in norms:
