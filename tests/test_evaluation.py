@@ -11,7 +11,7 @@ from cifarlab.analysis import evaluation
 from cifarlab.analysis.evaluation import classification_metrics, evaluate_run
 from cifarlab.data.split import save_split
 from cifarlab.models.checkpoints import save_model
-from cifarlab.train import loop
+from cifarlab.train import inference, loop
 from cifarlab.train.loop import train_run
 from cifarlab.train.resume import TrainState
 
@@ -89,7 +89,7 @@ def _train_and_evaluate(run, split, device: torch.device, tmp_path, monkeypatch
     validated: list[torch.Tensor] = []
     evaluated: list[torch.Tensor] = []
     _recording_predict(loop, validated, monkeypatch)
-    _recording_predict(evaluation, evaluated, monkeypatch)
+    _recording_predict(inference, evaluated, monkeypatch)
     result = train_run(run, split, device, resume_path=tmp_path / "resume.pt", on_epoch=lambda state: None)
     state = result.state
     save_model(tmp_path / "model.pt", result.model, run, {"best_val_accuracy": state.best_accuracy},
@@ -118,7 +118,7 @@ def test_evaluate_scores_val_as_training_validated_it_so_val_accuracy_is_best_va
         tiny_run, tiny_split, tmp_path, monkeypatch, autocast):
     if autocast:  # bf16 autocast is on only on CUDA; here the CPU stands in for it, in training and evaluation alike
         monkeypatch.setattr(loop, "amp_dtype_for", _bf16_everywhere)
-        monkeypatch.setattr(evaluation, "amp_dtype_for", _bf16_everywhere)
+        monkeypatch.setattr(inference, "amp_dtype_for", _bf16_everywhere)
     run = tiny_run()
     assert run.performance.channels_last  # validation ran channels_last, so evaluation must too
     state, validated, evaluated, metrics = _train_and_evaluate(run, tiny_split, CPU, tmp_path, monkeypatch)

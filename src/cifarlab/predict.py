@@ -23,17 +23,18 @@ import pandas as pd
 import torch
 
 from cifarlab.cli import run_stage
+from cifarlab.config.sections import PerformanceConfig
 from cifarlab.data import NUM_CLASSES
 
 # The archive's own unpickler, which rebuilds NumPy arrays and nothing else: a batch file from a stranger must
 # not run code when it is read.
 from cifarlab.data.archive import ROW_LENGTH, ArrayOnlyUnpickler
-from cifarlab.data.loader import IMAGE_SIZE, Normalizer, ResidentDataset
+from cifarlab.data.loader import IMAGE_SIZE, ResidentDataset
 from cifarlab.errors import CifarlabError, one_line
 from cifarlab.io import atomic_path
 from cifarlab.models.checkpoints import load_model
 from cifarlab.train.device import resolve_device
-from cifarlab.train.inference import eval_batch_size_for, predict
+from cifarlab.train.inference import TrainedScorer, eval_batch_size_for
 
 # `label_names` of the official archive's batches.meta, in label order. A model file does not record the names
 # of its classes (evaluation takes them from the split), so a prediction is named after the official ones.
@@ -123,10 +124,11 @@ def predict_images(model_path: Path, images_path: Path, out: Path, device: torch
     if num_classes != NUM_CLASSES:
         raise CifarlabError(f"{model_path}: a model of {num_classes} classes; predictions are named after "
                             f"the {NUM_CLASSES} classes of CIFAR-10")
-    normalize = Normalizer(*_train_statistics(model_path, saved), device)
+    score = TrainedScorer(model, *_train_statistics(model_path, saved),
+                          PerformanceConfig(**saved["run"]["performance"]), device)
     dataset = ResidentDataset(images, np.zeros(len(images), dtype=np.int64), device)  # labels go unused
     size = eval_batch_size_for(batch_size or saved["run"]["train"]["eval_batch_size"], device)
-    predicted = predict(model, dataset, normalize, size).logits.argmax(1).cpu().numpy()
+    predicted = score(dataset, size).logits.argmax(1).cpu().numpy()
     names = np.asarray(CIFAR10_CLASS_NAMES)
     with atomic_path(out) as tmp:
         pd.DataFrame({"index": np.arange(len(predicted)), "class": predicted,

@@ -13,13 +13,12 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from cifarlab.analysis.profiler import profile_model
 from cifarlab.config.sections import PerformanceConfig
-from cifarlab.data.loader import Normalizer, ResidentDataset
+from cifarlab.data.loader import ResidentDataset
 from cifarlab.data.split import load_split
 from cifarlab.io import atomic_path, write_json
 from cifarlab.models.checkpoints import load_model
-from cifarlab.train.inference import eval_batch_size_for, predict
+from cifarlab.train.inference import TrainedScorer, eval_batch_size_for
 from cifarlab.train.optim import penalized_weights
-from cifarlab.train.step import amp_dtype_for, autocast_for
 
 SMALL_WEIGHT = 1e-3  # |w| below this counts as (nearly) zero in the weight statistics
 WEIGHT_BINS = np.linspace(-0.25, 0.25, 101)  # histogram of conv and linear weights; outliers go to the ends
@@ -70,10 +69,7 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
     """
     model, saved = load_model(model_path, device)
     split = load_split(split_dir)
-    performance = PerformanceConfig(**saved["run"]["performance"])
-    if performance.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    normalize = Normalizer(split.mean, split.std, device, channels_last=performance.channels_last)
+    score = TrainedScorer(model, split.mean, split.std, PerformanceConfig(**saved["run"]["performance"]), device)
     batch_size = eval_batch_size_for(saved["run"]["train"]["eval_batch_size"], device)
     metrics: dict[str, Any] = {**saved["summary"]}
     train = saved["run"]["train"]
@@ -83,8 +79,7 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
     for name, images, labels in (("train", split.x_train[seen_train], split.y_train[seen_train]),
                                  ("val", split.x_val[seen_val], split.y_val[seen_val]),
                                  ("test", split.x_test, split.y_test)):
-        with autocast_for(device, amp_dtype_for(performance, device)):
-            output = predict(model, ResidentDataset(images, labels, device), normalize, batch_size)
+        output = score(ResidentDataset(images, labels, device), batch_size)
         predicted = output.logits.argmax(1).cpu().numpy()
         losses = F.cross_entropy(output.logits.float(), output.labels, reduction="none").double().cpu().numpy()
         metrics[name] = {**classification_metrics(labels, predicted, num_classes),

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cifarlab.config.sections import PerformanceConfig
 from cifarlab.data.loader import Normalizer, ResidentDataset
+from cifarlab.train.step import amp_dtype_for, autocast_for
 
 FEATURE_QUANTILES = (0.01, 0.20, 0.80, 0.99)
 
@@ -57,3 +59,20 @@ def predict(model: torch.nn.Module, dataset: ResidentDataset, normalize: Normali
         logits.append(model.forward_head(feats))
     model.train(was_training)
     return Predictions(torch.cat(logits), torch.cat(features), dataset.labels)
+
+
+class TrainedScorer:
+    """Scores images as validation did in training, under the run's `performance` (memory layout,
+    autocast), so that the evaluate stage's val accuracy is the run's best_val_accuracy and a prediction
+    for an image is the evaluate stage's."""
+
+    def __init__(self, model: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...],
+                 performance: PerformanceConfig, device: torch.device) -> None:
+        self.model = model.to(memory_format=torch.channels_last) if performance.channels_last else model
+        self.normalize = Normalizer(mean, std, device, channels_last=performance.channels_last)
+        self.amp_dtype = amp_dtype_for(performance, device)
+        self.device = device
+
+    def __call__(self, dataset: ResidentDataset, batch_size: int) -> Predictions:
+        with autocast_for(self.device, self.amp_dtype):
+            return predict(self.model, dataset, self.normalize, batch_size)
