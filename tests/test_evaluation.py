@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from cifarlab.analysis import evaluation
 from cifarlab.analysis.evaluation import classification_metrics, evaluate_run
 from cifarlab.data.split import save_split
 from cifarlab.models.checkpoints import save_model
