@@ -31,7 +31,7 @@ from cifarlab.analysis.stats import (
     se_difference,
     summarize,
 )
-from cifarlab.config.claims import BEFORE_TRAINING, LN_CLASSES, Claim
+from cifarlab.config.claims import ANY_PROFILE, LN_CLASSES, Claim
 from cifarlab.config.sections import Study
 from cifarlab.report.inputs import ReportInputs
 from cifarlab.report.tables import markdown
@@ -162,12 +162,12 @@ def expected_text(claim: Claim, num_classes: int) -> str:
 
 def not_settled(claim: Claim, inputs: ReportInputs, study: Study) -> str:
     """Why the runs cannot settle the claim, or "" when they can."""
-    if claim.metric not in BEFORE_TRAINING:
+    if claim.metric not in ANY_PROFILE:
         checks = sorted({inputs.configs[name].profile for run in claim.named_runs
                          for name in inputs.replicates[run]} & set(study.pipeline_profiles))
         if checks:
-            return (f"profile {', '.join(f'`{p}`' for p in checks)} checks the pipeline (a slice of the images for a few "
-                    "epochs); it cannot settle a claim on what training finds")
+            return (f"profile {', '.join(f'`{p}`' for p in checks)} checks the pipeline (smaller models, a slice of the "
+                    "images for a few epochs); it cannot settle a claim on what the studies find")
     if claim.min_train_images:
         fewer = sorted({inputs.records[name]["data"]["train_images"] for run in claim.named_runs
                         for name in inputs.replicates[run]})
