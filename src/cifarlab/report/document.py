@@ -61,7 +61,11 @@ def data_lines(study: Study, inputs: ReportInputs) -> list[str]:
         counts = sorted({inputs.records[run]["data"][key] for run in study.runs})
         return " to ".join(f"{n:,}" for n in (counts[0], counts[-1]) if n) if len(counts) > 1 else f"{counts[0]:,}"
 
-    return [f"Data: `{study.data.source}`. Test set: {sizes('test_images')} images, the same for every run; "
+    # A local archive by its name: where it sits on one machine says nothing about the data; the hash does.
+    source = study.data.source if "://" in study.data.source else Path(study.data.source).name
+    hashes = sorted({inputs.records[run]["data"]["content_sha256"][:12] for run in study.runs})
+    return [f"Data: `{source}` (split content hash {', '.join(hashes)}). Test set: {sizes('test_images')} images, "
+            "the same for every run; "
             f"runs trained on {sizes('train_images')} images and selected their checkpoint on "
             f"{sizes('val_images')} validation images.", ""]
 
