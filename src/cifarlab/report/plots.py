@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -122,12 +123,18 @@ def write_curve_tables(replicates_by_study: Mapping[str, Mapping[str, Sequence[s
     return written
 
 
+DISTINCT_COLOURS = matplotlib.colormaps["tab10"].colors
+MANY_COLOURS = matplotlib.colormaps["tab20"].colors
+
+
 def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Path, title: str) -> None:
     """Train and validation error against the epoch in two panels: per run the mean over its replicates,
     shaded one standard deviation either side where it has more than one (labelled with their count)."""
     figure = Figure(figsize=(11, 4), layout="constrained")
     for index, split in enumerate(("train", "val")):
         axes = figure.add_subplot(1, 2, index + 1)
+        if len(replicates) > len(DISTINCT_COLOURS):  # the default ten would give two runs one colour
+            axes.set_prop_cycle(color=MANY_COLOURS)
         for run, histories in replicates.items():
             curve = band(histories, f"{split}_error")
             label = run if len(histories) == 1 else f"{run} (mean of {len(histories)}, band: 1 sd)"
