@@ -14,7 +14,7 @@ from cifarlab.config.sections import RunConfig, Study
 from cifarlab.io import write_text
 from cifarlab.report.findings import findings_section
 from cifarlab.report.inputs import ReportInputs, read_inputs
-from cifarlab.report.parameters import parameters_section
+from cifarlab.report.parameters import parameters_section, source_name
 from cifarlab.report.plots import confusion_counts, plot_confusion_matrices
 from cifarlab.report.sections import section
 from cifarlab.report.tables import OUTCOME_RULE, pct
@@ -61,10 +61,8 @@ def data_lines(study: Study, inputs: ReportInputs) -> list[str]:
         counts = sorted({inputs.records[run]["data"][key] for run in study.runs})
         return " to ".join(f"{n:,}" for n in (counts[0], counts[-1]) if n) if len(counts) > 1 else f"{counts[0]:,}"
 
-    # A local archive by its name: where it sits on one machine says nothing about the data; the hash does.
-    source = study.data.source if "://" in study.data.source else Path(study.data.source).name
     hashes = sorted({inputs.records[run]["data"]["content_sha256"][:12] for run in study.runs})
-    return [f"Data: `{source}` (split content hash {', '.join(hashes)}). Test set: {sizes('test_images')} images, "
+    return [f"Data: `{source_name(study.data.source)}` (split content hash {', '.join(hashes)}). Test set: {sizes('test_images')} images, "
             "the same for every run; "
             f"runs trained on {sizes('train_images')} images and selected their checkpoint on "
             f"{sizes('val_images')} validation images.", ""]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from pathlib import PurePath
 from typing import Any
 
 from cifarlab.config.sections import RunConfig, Study
@@ -15,6 +16,12 @@ from cifarlab.report.tables import markdown
 from cifarlab.train.schedules import describe_schedule
 
 Cell = Callable[[RunConfig, Mapping[str, Any]], Any]  # (a run's settings, the data it recorded) -> its cell
+
+
+def source_name(source: str) -> str:
+    """The data source as the report names it: a URL whole, a local archive by its file name (where it sits
+    on one machine says nothing about the data; the split's content hash does)."""
+    return source if "://" in source else PurePath(source).name
 
 
 def _norm(run: RunConfig, data: Mapping[str, Any]) -> str:
@@ -95,6 +102,6 @@ def parameters_section(configs: Mapping[str, RunConfig], records: Mapping[str, M
         "## Parameters of the study", "",
         ("Each run as it recorded itself when it trained (`plots/live/<run>/run.json`), after the defaults, its "
          "study's keys, its own entry and the profile; images are those it trained and validated on. "
-         f"`params.yaml` names the data `{study.data.source}`, with a validation fraction of "
+         f"`params.yaml` names the data `{source_name(study.data.source)}`, with a validation fraction of "
          f"{study.data.val_fraction} of the official training images."), "",
         markdown(rows), ""])
