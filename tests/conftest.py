@@ -46,7 +46,8 @@ STUDY_PARAMS = {
     },
     "profiles": {
         "full": {},
-        "quick": {"model": {"n": 1},
+        "subset": {},
+        "quick": {"verdicts": False, "model": {"n": 1},
                   "train": {"epochs": 5, "train_images": 1024, "val_images": 512, "patience": 5},
                   "studies": {"norm": {"train": {"schedule": "cosine"}},
                               "lab": {"train": {"step_epochs": 2}},

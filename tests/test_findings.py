@@ -45,8 +45,7 @@ def _study(runs: dict | None = None, profile: str = "full", pipeline_check: bool
     params = new_study_params()
     params["runs"] = runs if runs is not None else SINGLES
     params["profile"] = profile
-    if pipeline_check:
-        params["profiles"]["quick"]["verdicts"] = False
+    params["profiles"]["quick"]["verdicts"] = not pipeline_check
     return load_study(params)
 
 

@@ -1,6 +1,6 @@
-"""benchmarks/gpu_check.py: its rehearsal on the CPU fills every section of the results file with figures
-(or, for the sweep without Ray, a reason), a check stopped by SIGTERM keeps what it measured, and a child
-process that outlives its time box is stopped.
+"""benchmarks/gpu_check.py: its rehearsal on the CPU fills every section of the results file with figures,
+runs per GPU are measured through the sweep and, without Ray, as train processes started together, a check
+stopped by SIGTERM keeps what it measured, and a child process that outlives its time box is stopped.
 
 The rehearsal is the check's own code with tiny sizes, so that the check cannot rot between the rare
 visits to a GPU.
@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -55,15 +57,39 @@ def is_number(cell: str) -> bool:
     return bool(NUMBER.match(cell))
 
 
-@pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory) -> dict[str, str]:
-    """The rehearsal's results file, by section."""
-    work = tmp_path_factory.mktemp("gpu-check")
+def sweep_can_run() -> bool:
+    return all(importlib.util.find_spec(name) for name in ("ray", "dvc")) and shutil.which("git") is not None
+
+
+def rehearse(work: Path, *options: str) -> dict[str, str]:
+    """The results file of a rehearsal with `options`, by section; its work folder is `work`/work."""
     out = work / "results.md"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--rehearsal", "--workdir", str(work / "work"),
+    result = subprocess.run([sys.executable, str(SCRIPT), "--rehearsal", *options, "--workdir", str(work / "work"),
                              "--out", str(out)], env=check_env(), capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return sections(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def rehearsal_work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gpu-check")
+
+
+@pytest.fixture(scope="module")
+def rehearsal(rehearsal_work) -> dict[str, str]:
+    """The rehearsal's results file, by section."""
+    return rehearse(rehearsal_work)
+
+
+@pytest.fixture(scope="module")
+def without_ray(rehearsal, rehearsal_work, tmp_path_factory) -> tuple[dict[str, str], Path]:
+    """A results file whose part 5 measured runs per GPU without Ray, by section, and the check's work folder:
+    the rehearsal's own where the sweep cannot run here, else a rehearsal of part 5 alone with
+    --sweep-without-ray."""
+    if not sweep_can_run():
+        return rehearsal, rehearsal_work / "work"
+    work = tmp_path_factory.mktemp("gpu-check-without-ray")
+    return rehearse(work, "--parts", "sweep", "--sweep-without-ray"), work / "work"
 
 
 def test_the_rehearsal_writes_every_part_and_the_goals(rehearsal):
@@ -108,12 +134,10 @@ def test_both_full_length_runs_train_through_the_stage(rehearsal):
         assert is_number(row["stage s"]) and is_number(row["train img/s (median epoch)"])
 
 
-def test_the_sweep_runs_each_k_or_says_what_is_missing(rehearsal):
+def test_the_sweep_runs_each_k(rehearsal):
+    if not sweep_can_run():
+        pytest.skip("the sweep needs Ray, DVC and git; the check measured K without them (the test below)")
     section = rehearsal[gpu_check.TITLES["sweep"]]
-    missing = [name for name in ("ray", "dvc") if importlib.util.find_spec(name) is None]
-    if missing:
-        assert status(section).startswith("skipped:") and "not installed" in status(section)
-        return
     assert status(section) == "done", status(section)
     rows = {int(row["K"]): row for row in table(section)}
     assert set(rows) == set(gpu_check.REHEARSAL.sweep_k)
@@ -121,6 +145,45 @@ def test_the_sweep_runs_each_k_or_says_what_is_missing(rehearsal):
     for row in rows.values():
         assert row["runs done"] == f"{runs} of {runs}"
         assert is_number(row["aggregate img/s"]) and is_number(row["x K=1"])
+
+
+def test_without_ray_each_k_trains_every_run_in_waves_of_k_processes(without_ray):
+    results, work = without_ray
+    section = results[gpu_check.TITLES["sweep"]]
+    assert status(section).startswith("done without Ray"), status(section)
+    assert "K train processes at once on one GPU, no Ray: the sweep's placement without its scheduler" in section
+    sizes = gpu_check.REHEARSAL
+    rows = {int(row["K"]): row for row in table(section)}
+    assert set(rows) == set(sizes.sweep_k)
+    runs = len(sizes.sweep_runs)
+    for k, row in rows.items():
+        assert row["runs done"] == f"{runs} of {runs}" and row["status"] == "done"
+        assert is_number(row["aggregate img/s"]) and is_number(row["x K=1"])
+        for run in sizes.sweep_runs:  # every K trained every run from scratch, in a folder of its own
+            live = work / "runs-per-gpu" / f"k{k}" / "plots" / "live" / run
+            assert len(gpu_check.live_column(live, "epoch_time_s")) == sizes.sweep_epochs, (k, run)
+    assert rows[1]["x K=1"] == "1.00"
+    goals = results["Against the goals of the issue"]
+    assert re.search(rf"K = {max(sizes.sweep_k)} runs per GPU .*measured without Ray.*: [\d.]+x: (met|not met)", goals)
+
+
+def test_jobs_run_together_start_at_once(tmp_path):
+    # Each job waits until both have started: run one after the other, the first would wait out the box.
+    barrier = ("import pathlib, sys, time\nhere = pathlib.Path(sys.argv[1])\n(here / sys.argv[2]).touch()\n"
+               "while len(list(here.glob('started-*'))) < 2:\n    time.sleep(0.05)\nprint('both started')")
+    jobs = [([sys.executable, "-c", barrier, str(tmp_path), f"started-{index}"], dict(os.environ),
+             tmp_path / f"job-{index}.log") for index in range(2)]
+    done = gpu_check.run_together(jobs, tmp_path, 120, grace_s=10)
+    assert [(d.returncode, d.timed_out) for d in done] == [(0, False), (0, False)]
+    assert all("both started" in (tmp_path / f"job-{index}.log").read_text() for index in range(2))
+
+
+def test_jobs_run_together_past_their_box_are_stopped_and_the_others_kept(tmp_path):
+    jobs = [([sys.executable, "-c", "print('quick')"], dict(os.environ), tmp_path / "quick.log"),
+            ([sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ), tmp_path / "slow.log")]
+    quick, slow = gpu_check.run_together(jobs, tmp_path, 5, grace_s=10)
+    assert (quick.returncode, quick.timed_out) == (0, False) and "quick" in (tmp_path / "quick.log").read_text()
+    assert slow.timed_out and slow.returncode != 0
 
 
 def test_the_projection_covers_every_run_of_the_default_study(rehearsal):

@@ -119,6 +119,13 @@ def test_the_report_says_when_it_mixes_profiles_and_data_splits():
     assert "`bn-8`" in notes and "**The runs trained on 2 different data splits**" in notes
 
 
+def test_a_profile_that_gives_verdicts_is_not_called_a_pipeline_check():
+    subset = _study("subset")  # the studies' protocols on a smaller archive
+    records = _records(subset)
+    notes = " ".join(provenance_notes(subset, _configs(records), records))
+    assert "**Profile `subset`: the studies' own protocols" in notes and "checks the pipeline" not in notes
+
+
 def test_the_parameters_table_shows_what_each_run_recorded_and_what_the_profile_overrode():
     quick = _study("quick")
     records = _records(quick)

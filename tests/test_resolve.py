@@ -86,7 +86,7 @@ def test_a_run_takes_its_studys_keys_and_may_override_them(study_params):
     (lambda p: p["profiles"]["quick"]["studies"].update(labb={}), "profiles.quick.studies.labb: not a study"),
     (lambda p: p["runs"].update({"x": "bn"}), "runs.x: expected a mapping"),
     (lambda p: p.update(runs={}), "runs: expected at least one run"),
-    (lambda p: p.update(profile="fast"), "profile: expected one of full, quick, got 'fast'"),
+    (lambda p: p.update(profile="fast"), "profile: expected one of full, subset, quick, got 'fast'"),
     (lambda p: p["profiles"]["quick"]["train"].update(epoch=3), "profiles.quick.train.epoch: unknown key"),
     (lambda p: p.update(sed=1), "sed: unknown top-level key"),
     (lambda p: p.pop("seed"), "params.yaml: missing top-level key 'seed'"),

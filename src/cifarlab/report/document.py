@@ -73,12 +73,19 @@ def provenance_notes(study: Study, configs: Mapping[str, RunConfig],
     """What a reader must know before trusting the comparisons: runs of a small profile, runs made under
     other settings than today's params.yaml, runs trained on different splits."""
     notes = []
-    other = sorted({cfg.profile for cfg in configs.values()} - {"full"})
-    if other:
-        notes.append(f"**Profile {', '.join(f'`{p}`' for p in other)}: runs trained under that profile's overrides "
-                     "(the parameters table lists them; `quick` trains on a slice of the data for a few epochs), not "
+    profiles_used = {cfg.profile for cfg in configs.values()}
+    checks = sorted(profiles_used & set(study.pipeline_profiles))
+    if checks:
+        notes.append(f"**Profile {', '.join(f'`{p}`' for p in checks)}: runs trained under that profile's overrides "
+                     "(the parameters table lists them: smaller models on a slice of the data for a few epochs), not "
                      "the studies as specified. This report checks the pipeline; its numbers are not the studies' "
-                     "results.**")
+                     "results, and its Findings give no claim on training a verdict.**")
+    others = sorted(profiles_used - set(study.pipeline_profiles) - {"full"})
+    if others:
+        notes.append(f"**Profile {', '.join(f'`{p}`' for p in others)}: the studies' own protocols (the parameters table "
+                     "lists any override) on the data named above, not necessarily the full CIFAR-10: its verdicts are "
+                     "about that data, and absolute figures (accuracies, a threshold such as 90%) are not the full "
+                     "data's.**")
     profiles = sorted({cfg.profile for cfg in configs.values()})
     if len(profiles) > 1:
         notes.append(f"**This report mixes runs of the profiles {', '.join(f'`{p}`' for p in profiles)}**; the "
