@@ -2,6 +2,7 @@
 default study's projected time, written to one results file in minutes of GPU time.
 
     python benchmarks/gpu_check.py --archive SUBSET [--out FILE] [--parts LIST] [--budget S] [--box PART=S]
+                                   [--sweep-without-ray]
     python benchmarks/gpu_check.py --rehearsal [--archive SUBSET] [--out FILE]
 
 The parts, in order, each in its own time box, all within --budget seconds (480 by default):
@@ -14,12 +15,15 @@ The parts, in order, each in its own time box, all within --budget seconds (480 
   train       one full-length run of bn-128 and one of bn-8 (the norm study's settings) on SUBSET through the
               train stage, in a temporary copy of the project, without DVC or git
   sweep       `python -m cifarlab.tools.sweep --runs-per-gpu K`, K = 8, 4, 2, 1, on eight runs of the norm
-              study on SUBSET (a few epochs each), in a temporary git and DVC repository; needs Ray and DVC
+              study on SUBSET (a few epochs each), in a temporary git and DVC repository; where Ray, DVC or git
+              is missing (or with --sweep-without-ray), the same K measured without them: the eight train
+              stages in waves of K processes at once on the GPU, in a temporary copy as in part 4
   projection  the full default study's time on this GPU, from the rates measured above
-A part that fails, or that Ray, DVC or pytest is missing for, is recorded as such and the check goes on. The
+A part that fails, or that DVCLive or pytest is missing for, is recorded as such and the check goes on. The
 results file is rewritten, atomically, after every measurement: a check stopped early (Ctrl-C, SIGTERM, a
 scheduler's time limit) leaves what it measured. --rehearsal runs the same code on the CPU with tiny sizes
-(a generated archive unless --archive is given, 2 epochs, K = 2, 1 on a logical GPU) in about three minutes.
+(a generated archive unless --archive is given, 2 epochs, K = 2, 1 on a logical GPU, or on the CPU without Ray)
+in about three minutes.
 """
 
 from __future__ import annotations
@@ -137,6 +141,10 @@ REHEARSAL = Sizes(budget_s=300, boxes={"tests": 60, "throughput": 60, "rates": 3
 
 class PartTimeout(Exception):
     """A part reached its time box."""
+
+
+class SetupFailed(Exception):
+    """A stage before training failed in a temporary project; the message says which, and how."""
 
 
 # --- the results file -----------------------------------------------------------------------------------
@@ -257,19 +265,21 @@ class Finished:
     timed_out: bool
 
 
-def stop(proc: subprocess.Popen, grace_s: float) -> None:
-    """Interrupt `proc` as Ctrl-C would (a stage saves its state, the sweep cancels its runs), and kill its
-    whole session if it has not ended within `grace_s`."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
+def stop(*procs: subprocess.Popen, grace_s: float) -> None:
+    """Interrupt each of `procs` as Ctrl-C would (a stage saves its state, the sweep cancels its runs), and kill
+    the whole session of any that has not ended within `grace_s`: one grace for all, however many."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            proc.send_signal(signal.SIGINT)
+    grace_end = time.monotonic() + grace_s
+    for proc in running:
+        try:
+            proc.wait(timeout=max(grace_end - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def run_boxed(cmd: list[str], cwd: Path, env: dict[str, str], box_s: float, log: Path, grace_s: float) -> Finished:
@@ -286,11 +296,42 @@ def run_boxed(cmd: list[str], cwd: Path, env: dict[str, str], box_s: float, log:
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-            stop(proc, grace_s)
+            stop(proc, grace_s=grace_s)
         except BaseException:
-            stop(proc, grace_s)
+            stop(proc, grace_s=grace_s)
             raise
     return Finished(proc.returncode, time.perf_counter() - started, timed_out)
+
+
+def run_together(jobs: list[tuple[list[str], dict[str, str], Path]], cwd: Path, box_s: float,
+                 grace_s: float) -> list[Finished]:
+    """Start every job (a command, its environment, its log) at once and wait for all; past `box_s` seconds,
+    or if this check is interrupted, stop those still running. Each one's seconds run to its own end."""
+    started = time.perf_counter()
+    procs: list[subprocess.Popen] = []
+    ended: dict[int, float] = {}
+    try:
+        for cmd, env, log in jobs:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as out:
+                out.write(f"$ {shlex.join(cmd)}\n".encode())
+                out.flush()
+                procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+        deadline = started + max(box_s, 0.1)
+        while True:
+            for index, proc in enumerate(procs):
+                if index not in ended and proc.poll() is not None:
+                    ended[index] = time.perf_counter() - started
+            if len(ended) == len(procs) or time.perf_counter() >= deadline:
+                break
+            time.sleep(0.05)
+    except BaseException:
+        stop(*procs, grace_s=grace_s)
+        raise
+    stop(*procs, grace_s=grace_s)
+    return [Finished(proc.returncode, ended.get(index, time.perf_counter() - started), index not in ended)
+            for index, proc in enumerate(procs)]
 
 
 def last_lines(log: Path, count: int = 1, pattern: str = "") -> str:
@@ -385,6 +426,7 @@ class Check:
         self.paths: dict[tuple[str, int, str], throughput.Rounds] = {}
         self.train_timings: dict[str, TrainTiming] = {}
         self.sweep_timings: dict[int, SweepTiming] = {}
+        self.k_without_ray = False  # part 5 measured K with train processes at once, not through the sweep
         self.archive: Path | None = None
         self.train_project: Path | None = None
         # `python` for the stages' command lines in dvc.yaml: a node may have only `python3`. A script, not a
@@ -570,6 +612,33 @@ class Check:
             (where / "claims.yaml").write_text("claims: {}\n")
         return where
 
+    def direct_project(self, name: str, params: Callable[[str | None], dict], modes: list[str],
+                       claims: Path | None, end: float) -> tuple[Path, list[str]]:
+        """A copy of the project (see `project`) whose stages up to the split ran as scripts, without DVC or git,
+        by time.monotonic() `end`: a settings folder data/runs-<mode> for each performance.compile of `modes`
+        from `params(mode)`, the study's own data/runs from `params(None)` (the params.yaml left there), the
+        fetch and the split. Returns the copy and a note for each mode refused (a toolchain check, say), whose
+        runs then train as data/runs says; raises SetupFailed for any other failure."""
+        project = self.project(name, params(None), claims)
+        env = self.env(project / "src")
+        log = self.workdir / "logs" / f"{name}-setup.log"
+        refused = []
+        setup: list[tuple[str | None, list[str]]] = [
+            *((mode, [sys.executable, "stages/check_params.py", "--runs", f"data/runs-{mode}", "--claims",
+                      "claims.yaml", f"data/study-{mode}.json"]) for mode in modes),
+            (None, self.stage_command("check-params")), (None, self.stage_command("fetch")),
+            (None, self.stage_command("split"))]
+        for mode, cmd in setup:
+            (project / "params.yaml").write_text(yaml.safe_dump(params(mode), sort_keys=False))
+            done = run_boxed(cmd, project, env, end - time.monotonic(), log, STOP_GRACE_S["train"])
+            if done.returncode != 0 and mode is not None and not done.timed_out:
+                refused.append(f"performance.compile: {mode} refused, so its runs train as params.yaml says: "
+                               f"{last_lines(log, 1)}")
+            elif done.returncode != 0:
+                raise SetupFailed(f"`{shlex.join(cmd[1:])}` exited {done.returncode}"
+                                  + (" (time box)" if done.timed_out else "") + f": {last_lines(log, 2)}")
+        return project, refused
+
     def study_params(self, *, runs: tuple[str, ...] | None = None, profile: dict | None = None,
                      compile_mode: str | None = None) -> dict:
         """params.yaml under the full profile on the archive, optionally with fewer runs, a profile's overrides
@@ -617,30 +686,15 @@ class Check:
         if importlib.util.find_spec("dvclive") is None:
             section.status = "skipped: DVCLive is not installed (the train stage logs with it)"
             return
-        project = self.project("train", self.study_params(profile=sizes.train_profile), ROOT / "claims.yaml")
+        try:
+            project, refused = self.direct_project(
+                "train", lambda mode: self.study_params(profile=sizes.train_profile, compile_mode=mode),
+                sorted(set(sizes.train_compile.values())), ROOT / "claims.yaml", part_end)
+        except SetupFailed as exc:
+            section.status = f"failed: {exc}"
+            return
+        section.notes += refused
         env = self.env(project / "src")
-        logs = self.workdir / "logs"
-        # Each run's settings folder, its compile mode's where it has one (the last params.yaml written is the
-        # study's own), then the data. A compile mode refused (a toolchain check, say) leaves its runs eager.
-        modes = sorted(set(sizes.train_compile.values()))
-        setup: list[tuple[str | None, list[str]]] = [
-            *((mode, [sys.executable, "stages/check_params.py", "--runs", f"data/runs-{mode}", "--claims",
-                      "claims.yaml", f"data/study-{mode}.json"]) for mode in modes),
-            (None, self.stage_command("check-params")), (None, self.stage_command("fetch")),
-            (None, self.stage_command("split"))]
-        for mode, cmd in setup:
-            (project / "params.yaml").write_text(yaml.safe_dump(
-                self.study_params(profile=sizes.train_profile, compile_mode=mode), sort_keys=False))
-            done = run_boxed(cmd, project, env, part_end - time.monotonic(), logs / "train-setup.log",
-                             STOP_GRACE_S["train"])
-            if done.returncode != 0 and mode is not None and not done.timed_out:
-                section.notes.append(f"performance.compile: {mode} refused, so its runs train as params.yaml says: "
-                                     f"{last_lines(logs / 'train-setup.log', 1)}")
-            elif done.returncode != 0:
-                section.status = f"failed: `{shlex.join(cmd[1:])}` exited {done.returncode}" + \
-                                 (" (time box)" if done.timed_out else "") + \
-                                 f": {last_lines(logs / 'train-setup.log', 2)}"
-                return
         self.train_project = project
         split_sizes = json.loads((project / "data" / "split" / "meta.json").read_text())["sizes"]
         stopped = []
@@ -724,9 +778,11 @@ class Check:
         missing = [what for what, module in (("Ray", "ray"), ("DVC", "dvc")) if importlib.util.find_spec(module) is None]
         if shutil.which("git") is None:
             missing.append("git")
-        if missing:
-            section.status = f"skipped: {' and '.join(missing)} not installed (the sweep runs on Ray, and every stage " \
-                             "through `dvc repro` in a git repository)"
+        if missing or self.args.sweep_without_ray:
+            # An offline GPU node has no room for Ray's wheel, yet what K runs per GPU gain needs neither Ray nor
+            # DVC to measure.
+            why = f"{' and '.join(missing)} not installed" if missing else "--sweep-without-ray was given"
+            self.runs_per_gpu_without_ray(section, part_end, why)
             return
         params = self.study_params(runs=sizes.sweep_runs, profile={"train": scaled_train(sizes.sweep_epochs)})
         template = self.project("sweep-template", params, None, drop_stages=STAGES_AFTER_TRAINING)
@@ -741,13 +797,20 @@ class Check:
                                  (" (time box)" if done.timed_out else "") + f": {last_lines(log, 2)}"
                 return
         train_images = json.loads((template / "data" / "split" / "meta.json").read_text())["sizes"]["train"]
+        section.status = self.each_k(section, part_end,
+                                     lambda k, k_box: self.sweep_once(template, k, k_box, train_images))
+
+    def each_k(self, section: Section, part_end: float, once: Callable[[int, float], SweepTiming]) -> str:
+        """`once(K, box)` for each K, the largest first, each in an equal share of the part's time left, the
+        table rewritten after each; returns the part's status."""
+        sizes = self.sizes
         failures = []
         for index, k in enumerate(sizes.sweep_k):
             k_box = (part_end - time.monotonic()) / (len(sizes.sweep_k) - index)
             if k_box < 5:
                 section.rows.append([str(k), "", "", "", "", "", "", "not run: the part's time box was spent"])
                 continue
-            timing = self.sweep_once(template, k, k_box, train_images)
+            timing = once(k, k_box)
             self.sweep_timings[k] = timing
             if timing.status.startswith("failed"):
                 failures.append(f"K={k}")
@@ -755,11 +818,10 @@ class Check:
             self.write()
         ran = [t for t in self.sweep_timings.values() if t.runs_done or t.images]
         if failures and not ran:
-            section.status = f"failed: {self.sweep_timings[sizes.sweep_k[0]].status.removeprefix('failed: ')}"
-        elif failures or any(t.status != "done" for t in self.sweep_timings.values()):
-            section.status = "partial: see each K's status"
-        else:
-            section.status = "done"
+            return f"failed: {self.sweep_timings[sizes.sweep_k[0]].status.removeprefix('failed: ')}"
+        if failures or any(t.status != "done" for t in self.sweep_timings.values()):
+            return "partial: see each K's status"
+        return "done"
 
     def sweep_once(self, template: Path, k: int, box: float, train_images: int) -> SweepTiming:
         repo = self.workdir / f"sweep-k{k}"
@@ -790,6 +852,90 @@ class Check:
         return SweepTiming(k=k, wall_s=wall, runs_done=sum(n >= self.sizes.sweep_epochs for n in epochs.values()),
                            runs=len(self.sizes.sweep_runs), images=sum(epochs.values()) * train_images,
                            window_s=window, status=status)
+
+    def runs_per_gpu_without_ray(self, section: Section, part_end: float, why: str) -> None:
+        """Part 5 where the sweep cannot run: for each K, the sweep's runs as train stages in waves of K
+        processes started together on the one GPU, each with its share of the CPU threads, as the sweep places
+        them, in a copy of the project built as in part 4."""
+        sizes = self.sizes
+        cpus = os.cpu_count() or 1
+        params = self.study_params(runs=sizes.sweep_runs, profile={"train": scaled_train(sizes.sweep_epochs)})
+        one_run = " ".join(["OMP_NUM_THREADS=<CPUs/K>", "python", *self.runs_per_gpu_command("<run>", "<K>")[1:],
+                            "  # each run, K at once"])
+        section.intro = [
+            ("**K train processes at once on one GPU, no Ray: the sweep's placement without its scheduler**, "
+             f"measured so ({why}; with Ray, DVC and git the check runs `python -m cifarlab.tools.sweep "
+             f"--runs-per-gpu K`). The runs {', '.join(sizes.sweep_runs)} with `profiles.full: "
+             f"{json.dumps({'train': scaled_train(sizes.sweep_epochs)})}` (the sweep's settings) in a temporary "
+             f"copy of the project with `profile: full` on `{self.archive.name}`, its stages up to the split run "
+             "directly as in part 4, once; then for each K, from the copy's root, every run's train stage in waves "
+             f"of K processes started together, each with MKL_NUM_THREADS and OMP_NUM_THREADS = {cpus} CPUs / K "
+             "(at least 1), as the sweep gives each of its runs:"),
+            "", "```", "python " + shlex.join(self.stage_command("check-params")[1:]),
+            "python " + shlex.join(self.stage_command("fetch")[1:]),
+            "python " + shlex.join(self.stage_command("split")[1:]), one_run, "```",
+            ("Aggregate images/s: every run's training images x its epochs over the K's wall time, from the first "
+             "wave's start to the last one's end (each process's start-up included; nothing runs outside the "
+             "runs, so their window is that same time). Unlike the sweep's tasks, a run trains only (no evaluate "
+             "stage). The largest K runs first; a K stopped at its box counts the epochs its runs finished.")]
+        if self.args.rehearsal:
+            section.intro.append("Rehearsal: the K processes share the CPU (`device: cpu`).")
+        if importlib.util.find_spec("dvclive") is None:
+            section.status = f"skipped: {why}, and DVCLive neither (the train stage logs with it)"
+            return
+        try:
+            project, _ = self.direct_project("runs-per-gpu", lambda mode: params, [], None, part_end)
+        except SetupFailed as exc:
+            section.status = f"failed without Ray ({why}): {exc}"
+            return
+        train_images = json.loads((project / "data" / "split" / "meta.json").read_text())["sizes"]["train"]
+        self.k_without_ray = True
+        status = self.each_k(section, part_end, lambda k, k_box: self.runs_per_gpu_once(project, k, k_box,
+                                                                                       train_images))
+        kind, _, rest = status.partition(":")
+        section.status = f"{kind} without Ray ({why}): " + (rest.strip() or "K train processes at once on one GPU")
+
+    def runs_per_gpu_command(self, run: str, k: int | str) -> list[str]:
+        """dvc.yaml's train command for `run`, its outputs in a folder of K's own (k<K>/), so that no K
+        resumes or overwrites another's."""
+        cmd = self.stage_command("train", run)
+        return [f"k{k}/{word}" if before in ("--model", "--live", "--checkpoint") else word
+                for before, word in zip(["", *cmd], cmd)]
+
+    def runs_per_gpu_once(self, project: Path, k: int, box: float, train_images: int) -> SweepTiming:
+        runs = self.sizes.sweep_runs
+        if (project / f"k{k}").exists():
+            shutil.rmtree(project / f"k{k}")
+        threads = str(max(1, (os.cpu_count() or 1) // k))
+        env = {**self.env(project / "src"), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        logs = self.workdir / "logs"
+        started = time.perf_counter()
+        failures, stopped = [], False
+        for first in range(0, len(runs), k):
+            left = box - (time.perf_counter() - started)
+            if left <= 0:
+                stopped = True
+                break
+            wave = runs[first:first + k]
+            jobs = [(self.runs_per_gpu_command(run, k), env, logs / f"runs-per-gpu-k{k}-{run}.log") for run in wave]
+            for run, (_, _, log), done in zip(wave, jobs, run_together(jobs, project, left, STOP_GRACE_S["train"])):
+                if done.timed_out:
+                    stopped = True
+                elif done.returncode != 0:
+                    failures.append(f"{run} exited {done.returncode}: {last_lines(log, 1)}")
+            if stopped:
+                break
+        # A stopped K's time runs to the stop, not through the seconds its runs took to save their state.
+        wall = min(time.perf_counter() - started, box) if stopped else time.perf_counter() - started
+        epochs = [len(live_column(project / f"k{k}" / "plots" / "live" / run, "epoch_time_s")) for run in runs]
+        if stopped:
+            status = f"stopped at its {box:.0f} s box"
+        elif failures:
+            status = "failed: " + "; ".join(failures)
+        else:
+            status = "done"
+        return SweepTiming(k=k, wall_s=wall, runs_done=sum(n >= self.sizes.sweep_epochs for n in epochs),
+                           runs=len(runs), images=sum(epochs) * train_images, window_s=wall, status=status)
 
     def write_sweep_rows(self, section: Section) -> None:
         base = self.sweep_timings.get(1)
@@ -858,7 +1004,8 @@ class Check:
                  "stage and the report add their start-ups)" + (f"; runs without a rate: {', '.join(missing)}"
                                                                if missing else "") + "."]
         if speedup:
-            notes.append(f"**With the sweep at K = {best_k} runs per GPU** (its measured {speedup:.2f}x the aggregate "
+            how = "K train processes at once, without Ray" if self.k_without_ray else "the sweep"
+            notes.append(f"**With K = {best_k} runs per GPU** ({how}: its measured {speedup:.2f}x the aggregate "
                          f"images/s of K = 1, part 5): {number(totals['eager'] / speedup, 1)} min eager, "
                          f"{number(totals['compiled'] / speedup, 1)} min compiled.")
         else:
@@ -866,7 +1013,7 @@ class Check:
         if val_s_per_image is None or startup_s is None:
             notes.append("Part 4's bn-128 run did not finish: validation and start-up are left out (counted as 0).")
         section.notes = notes
-        self.projected = (totals, speedup)
+        self.projected = (totals, speedup) if not missing else None  # a total without some runs is no study's
         section.status = "done" if not missing else f"partial: no rate for {len(missing)} runs"
 
     def rate_for(self, label: str, batch: int, step: str) -> tuple[float | None, str]:
@@ -910,7 +1057,8 @@ class Check:
         base, top = self.sweep_timings.get(1), self.sweep_timings.get(max(self.sizes.sweep_k))
         gain = (top.images / top.wall_s) / (base.images / base.wall_s) if base and top and base.images and \
             top.wall_s and base.wall_s else None
-        lines.append(f"- K = {max(self.sizes.sweep_k)} runs per GPU >= 4x the aggregate images/s of K = 1: "
+        lines.append(f"- K = {max(self.sizes.sweep_k)} runs per GPU >= 4x the aggregate images/s of K = 1"
+                     + (" (measured without Ray: K train processes at once)" if self.k_without_ray else "") + ": "
                      + verdict(gain, lambda g: g >= 4, f"{gain:.2f}x" if gain else ""))
         bn8 = self.train_timings.get("bn-8")
         full_bn8 = None
@@ -980,6 +1128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where the temporary projects and logs go (default: a new "
                                                      "temporary folder, removed at the end unless --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--sweep-without-ray", action="store_true",
+                        help="part 5 measures K runs per GPU with K train processes at once, as it does where Ray, "
+                             "DVC or git is missing, instead of through the sweep")
     args = parser.parse_args(argv)
     args.box = dict(args.box)
     parts = [part for part in args.parts.split(",") if part]
