@@ -19,6 +19,7 @@ from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig, TrainConfig
 from cifarlab.report.document import provenance_notes, write_report
 from cifarlab.report.parameters import parameters_section
+from cifarlab.report import plots
 from cifarlab.report.plots import confusion_counts
 from cifarlab.report.sections.lab import changed_settings
 from cifarlab.report.sections.norm import (
@@ -366,3 +367,28 @@ def test_metrics_table_marks_a_diverged_run_with_its_reason():
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("|")}
     assert "**diverged** (non-finite loss at epoch 3)" in rows["boom"]
     assert "diverged" not in rows["ok"] and "completed" in rows["ok"]
+
+
+def test_every_curve_against_the_epoch_ticks_whole_epochs_only(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    epochs = pd.Index([1, 2, 3, 4, 5], name="epoch")  # five epochs: matplotlib alone would tick 1.5, 2.5, ...
+    history = pd.DataFrame({"train_error": [0.9, 0.8, 0.7, 0.65, 0.6], "val_error": [0.9, 0.85, 0.75, 0.7, 0.7],
+                            "train_loss": [2.3, 2.0, 1.8, 1.7, 1.6], "epoch_time_s": [3.0, 2.9, 3.1, 3.0, 3.2],
+                            "feature_q01": [0.0] * 5, "feature_q20": [0.0] * 5, "feature_q80": [0.2] * 5,
+                            "feature_q99": [2.0] * 5}, index=epochs)
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure))
+    plots.plot_error_curves({"a": [history, history * 1.01]}, tmp_path / "errors.png", "errors")
+    plots.plot_loss_by_epoch_and_time({"a": history}, tmp_path / "loss.png", "loss")
+    plots.plot_run_quantiles(history, "a", tmp_path / "quantiles.png")
+
+    epoch_axes = []
+    for figure in figures:
+        FigureCanvasAgg(figure).draw()
+        epoch_axes += [axes for axes in figure.axes if axes.get_xlabel() == "epoch"]
+    assert len(epoch_axes) == 4  # two error panels, the loss by epoch, the quantiles
+    for axes in epoch_axes:
+        low, high = axes.get_xlim()
+        shown = [tick for tick in axes.get_xticks() if low <= tick <= high]
+        assert shown and all(float(tick).is_integer() for tick in shown), shown

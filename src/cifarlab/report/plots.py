@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cifarlab.analysis.replicates import band
 from cifarlab.io import atomic_path, require_input
@@ -36,11 +37,17 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
+def _label_epoch_axis(axes) -> None:
+    """Epochs are whole: a short run's axis would otherwise tick at 1.5, 2.5, ..."""
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _draw_quantiles(axes, history: pd.DataFrame, title: str) -> None:
     for column, label in zip(QUANTILE_COLUMNS, QUANTILE_LABELS):
         axes.plot(history.index, history[column], marker=".", label=f"{label} percentile")
     axes.set_title(title)
-    axes.set_xlabel("epoch")
+    _label_epoch_axis(axes)
     axes.grid(alpha=0.3)
 
 
@@ -143,7 +150,7 @@ def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Pa
                 axes.fill_between(curve["epoch"], 100 * curve["low"], 100 * curve["high"], color=line.get_color(),
                                   alpha=0.2, linewidth=0)
         axes.set_title(f"{'training' if split == 'train' else 'validation'} error")
-        axes.set_xlabel("epoch")
+        _label_epoch_axis(axes)
         axes.set_ylabel("error (%)")
         axes.grid(alpha=0.3)
     figure.axes[-1].legend(fontsize="small", ncol=2)
@@ -186,7 +193,10 @@ def plot_loss_by_epoch_and_time(histories: Mapping[str, pd.DataFrame], path: Pat
         for run, history in histories.items():
             x = training_seconds(history) if by_time else history.index
             axes.plot(x, history["train_loss"], marker=".", label=run)
-        axes.set_xlabel("training seconds" if by_time else "epoch")
+        if by_time:
+            axes.set_xlabel("training seconds")
+        else:
+            _label_epoch_axis(axes)
         axes.set_ylabel("training loss")
         axes.grid(alpha=0.3)
     figure.axes[-1].legend(fontsize="small")
