@@ -17,9 +17,9 @@ from cifarlab.analysis.evaluation import confusion_table
 from cifarlab.analysis.replicates import aggregate_metrics
 from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig, TrainConfig
+from cifarlab.report import plots
 from cifarlab.report.document import provenance_notes, write_report
 from cifarlab.report.parameters import parameters_section
-from cifarlab.report import plots
 from cifarlab.report.plots import confusion_counts
 from cifarlab.report.sections.lab import changed_settings
 from cifarlab.report.sections.norm import (
