@@ -127,18 +127,25 @@ def saved_epoch(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state"]
 
 
+def interrupt_the_save_of_epoch(monkeypatch, epoch: int):
+    """Make the save of `epoch`'s resume state raise KeyboardInterrupt, as a SIGTERM there would; returns
+    the function that restores the real save."""
+    real_save = loop.save_resume_state
+
+    def interrupted(path, fingerprint, state, *args):
+        if state.epoch == epoch:
+            raise KeyboardInterrupt
+        real_save(path, fingerprint, state, *args)
+
+    monkeypatch.setattr(loop, "save_resume_state", interrupted)
+    return lambda: monkeypatch.setattr(loop, "save_resume_state", real_save)
+
+
 def test_an_interrupt_during_the_save_of_an_epoch_names_the_epoch_on_disk(tiny_run, tiny_split, tmp_path,
                                                                           monkeypatch):
     # A SIGTERM raises KeyboardInterrupt wherever the process is; here, as the save of epoch 2 begins.
     # The save is atomic, so the file still holds epoch 1, and the message must say so.
-    real_save = loop.save_resume_state
-
-    def interrupted_at_epoch_2(path, fingerprint, state, *args):
-        if state.epoch == 2:
-            raise KeyboardInterrupt
-        real_save(path, fingerprint, state, *args)
-
-    monkeypatch.setattr(loop, "save_resume_state", interrupted_at_epoch_2)
+    interrupt_the_save_of_epoch(monkeypatch, 2)
     resume = tmp_path / "resume.pt"
     with pytest.raises(Interrupted) as info:
         train_run(tiny_run(), tiny_split, CPU, resume_path=resume, on_epoch=lambda state: None)
@@ -201,19 +208,12 @@ def test_a_cpu_run_on_a_gpu_host_saves_and_resumes_without_touching_cuda(tiny_ru
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for name in ("get_rng_state", "set_rng_state", "get_rng_state_all", "set_rng_state_all", "init"):
         monkeypatch.setattr(torch.cuda, name, cuda_touched)
-    real_save = loop.save_resume_state
-
-    def interrupted_at_epoch_3(path, fingerprint, state, *args):
-        if state.epoch == 3:
-            raise KeyboardInterrupt
-        real_save(path, fingerprint, state, *args)
-
-    monkeypatch.setattr(loop, "save_resume_state", interrupted_at_epoch_3)
+    restore_the_save = interrupt_the_save_of_epoch(monkeypatch, 3)
     resume = tmp_path / "resumed" / "resume.pt"
     resume.parent.mkdir()
     with pytest.raises(Interrupted):
         train_run(tiny_run(), tiny_split, CPU, resume_path=resume, on_epoch=lambda state: None)
-    monkeypatch.setattr(loop, "save_resume_state", real_save)
+    restore_the_save()
     capsys.readouterr()
     resumed = train_run(tiny_run(), tiny_split, CPU, resume_path=resume, on_epoch=lambda state: None).state
     assert f"resuming after epoch 2/{EPOCHS}" in capsys.readouterr().out
@@ -302,17 +302,10 @@ def test_a_deterministic_cuda_run_interrupted_and_resumed_equals_an_uninterrupte
     straight, again = on_cuda("straight"), on_cuda("again")
     assert _curves(again.state.history) == _curves(straight.state.history)  # deterministic: the same bits
 
-    real_save = loop.save_resume_state
-
-    def interrupted_at_epoch_3(path, fingerprint, state, *args):
-        if state.epoch == 3:
-            raise KeyboardInterrupt
-        real_save(path, fingerprint, state, *args)
-
-    monkeypatch.setattr(loop, "save_resume_state", interrupted_at_epoch_3)
+    restore_the_save = interrupt_the_save_of_epoch(monkeypatch, 3)
     with pytest.raises(Interrupted):
         on_cuda("resumed")
-    monkeypatch.setattr(loop, "save_resume_state", real_save)
+    restore_the_save()
     saved = torch.load(tmp_path / "resumed" / "resume.pt", map_location="cpu", weights_only=False)
     assert saved["state"]["epoch"] == 2
     assert isinstance(saved["rng"]["cuda"], torch.Tensor)  # the training GPU's generator, not a list of every GPU's
