@@ -24,7 +24,8 @@ PACKAGE = ROOT / "src" / "cifarlab"
 UPPER = ("nn", "models", "train", "analysis", "report", "tools")
 # The base: settings types, params keys, data on disk, errors and file output. The data stages and every
 # settings reader stand on it alone, so it imports neither torch nor any layer of UPPER.
-BASE = ("config.sections", "config.fields", "config.params", "config.records", "data", "errors", "io", "cli")
+BASE = ("config.sections", "config.fields", "config.params", "config.records", "config.yaml_file", "data", "errors",
+        "io", "cli")
 # data.loader turns the split into tensors for training and evaluation: the one data module that needs torch.
 TORCH_IN_BASE = ("cifarlab.data.loader",)
 

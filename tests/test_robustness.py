@@ -206,6 +206,16 @@ def test_a_params_file_that_is_not_yaml_stops_check_params_with_one_line_naming_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+def test_a_run_named_twice_stops_check_params_with_one_line_naming_the_second(tmp_path, study_params, run_here):
+    # PyYAML would keep the second entry: the first run's settings would be lost without a word.
+    lines = yaml.safe_dump(study_params, sort_keys=False).splitlines()
+    first = lines.index("  gn-8:")
+    (tmp_path / "params.yaml").write_text("\n".join([*lines, "  gn-8:", "    study: norm"]) + "\n")
+    assert_one_line_user_error(run_here(tmp_path, "check_params", *CHECK_PARAMS_OUTPUTS), "params.yaml",
+                               f"line {len(lines) + 1}: runs.gn-8 given twice (first on line {first + 1})")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
 # case -> (the settings file's text, or None for no file; the stage; names the error line must contain)
 SETTINGS_CASES = {
     "train: no settings file for the run": (None, "train", ["runs/bn-129.json", "check-params"]),

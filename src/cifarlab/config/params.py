@@ -10,26 +10,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cifarlab.config.fields import build_section
 from cifarlab.config.sections import DataConfig
+from cifarlab.config.yaml_file import read_yaml
 from cifarlab.errors import CifarlabError
 
 PARAMS_FILE = Path("params.yaml")
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """The raw params as a dict; YAML errors name the file and line."""
-    try:
-        with open(path) as f:
-            params = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise CifarlabError(f"{path}: not found; run the stages from the project root") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise CifarlabError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    """The raw params as a dict; YAML errors and a key given twice name the file and line."""
+    params = read_yaml(path, missing="run the stages from the project root")
     if not isinstance(params, Mapping):
         raise CifarlabError(f"{path}: expected a mapping at the top level")
     return params
