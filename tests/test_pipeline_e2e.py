@@ -209,7 +209,7 @@ def test_a_params_typo_after_a_finished_run_stops_before_any_output_is_removed(s
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run(["dvc", "repro"], repo, check=False)
     assert result.returncode != 0
-    assert "error: runs.gn-8.lrr: unknown key" in result.stderr
+    assert "error: runs.gn-8.lrr: not a key of runs.gn-8; did you mean lr?" in result.stderr
     assert "Running stage 'train@" not in result.stdout
     assert output_files(repo) == before  # curves, models, metrics, report: every byte still there
 

@@ -61,7 +61,8 @@ def test_a_run_takes_its_studys_keys_and_may_override_them(study_params):
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
-    (lambda p: p["runs"]["bn-128"].update(batchsize=64), "runs.bn-128.batchsize: unknown key"),
+    (lambda p: p["runs"]["bn-128"].update(batchsize=64), "runs.bn-128.batchsize: not a key of runs.bn-128; did you "
+                                                         "mean batch_size?"),
     (lambda p: p["runs"]["bn-128"].update(norm="batchnorm"), "runs.bn-128.norm: expected one of torch_bn"),
     (lambda p: p["runs"]["gn-8"].update(groups=5), "runs.gn-8.groups: GroupNorm groups=5 must divide"),
     (lambda p: p["model"].update(groups=3), "model.groups: GroupNorm groups=3 must divide"),
@@ -82,13 +83,20 @@ def test_a_run_takes_its_studys_keys_and_may_override_them(study_params):
     (lambda p: p["runs"]["in-128"].update(study={"norm": 1}), "runs.in-128.study: expected one of the studies"),
     (lambda p: p["studies"].update({"a/b": {}}), "studies.a/b: expected a study name"),
     (lambda p: p["studies"]["lab"].update(lr="x"), "studies.lab.lr: expected float, got 'x'"),
-    (lambda p: p["studies"]["lab"].update(lrr=1), "studies.lab.lrr: unknown key"),
+    (lambda p: p["studies"]["lab"].update(lrr=1), "studies.lab.lrr: not a key of studies.lab; did you mean lr?"),
     (lambda p: p["profiles"]["quick"]["studies"].update(labb={}), "profiles.quick.studies.labb: not a study"),
     (lambda p: p["runs"].update({"x": "bn"}), "runs.x: expected a mapping"),
     (lambda p: p.update(runs={}), "runs: expected at least one run"),
     (lambda p: p.update(profile="fast"), "profile: expected one of full, subset, quick, got 'fast'"),
-    (lambda p: p["profiles"]["quick"]["train"].update(epoch=3), "profiles.quick.train.epoch: unknown key"),
-    (lambda p: p.update(sed=1), "sed: unknown top-level key"),
+    (lambda p: p["profiles"]["quick"]["train"].update(epoch=3), "profiles.quick.train.epoch: not a key of "
+                                                                "profiles.quick.train; did you mean epochs?"),
+    (lambda p: p.update(sed=1), "sed: not a top-level key; did you mean seed?"),
+    (lambda p: p["train"].update(epohcs=3), "train.epohcs: not a key of train; did you mean epochs?"),
+    (lambda p: p["performance"].update(bf61=True), "performance.bf61: not a key of performance; did you mean bf16?"),
+    (lambda p: p["profiles"]["quick"].update(trian={}), "profiles.quick.trian: not a key of profiles.quick; did you "
+                                                        "mean train?"),
+    (lambda p: p["runs"]["bn-128"].update(xyz=1), "runs.bn-128.xyz: not a key of runs.bn-128; expected study, "
+                                                  "replicate_of, replicate or a key of model: or train: (activation,"),
     (lambda p: p.pop("seed"), "params.yaml: missing top-level key 'seed'"),
     (lambda p: p["data"].update(val_fraction=1.0), "data.val_fraction: expected a value < 1.0"),
     (lambda p: p["model"].update(shortcut="C"), "model.shortcut: expected one of A, B, got 'C'"),

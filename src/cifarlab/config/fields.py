@@ -8,9 +8,11 @@ their own option dataclasses with these, so their keys are validated like every 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cifarlab.errors import CifarlabError
@@ -20,6 +22,17 @@ def spec(*, min: float | None = None, max: float | None = None, above: float | N
          below: float | None = None, choices: tuple = ()) -> dict:
     """Field constraints: inclusive `min`/`max`, exclusive `above`/`below`, allowed `choices`."""
     return {"min": min, "max": max, "above": above, "below": below, "choices": choices}
+
+
+def unknown_key(parent: str, name: object, known: Iterable[str], expected: str = "") -> CifarlabError:
+    """The error for key `name` under the dotted key `parent` ("" at the top level), which is none of
+    `known`: the nearest known key when one is close, as a typo's is, else `expected` or the list."""
+    known = list(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean {close[0]}?" if close else expected or f"expected one of: {', '.join(known)}"
+    if not parent:
+        return CifarlabError(f"{name}: not a top-level key; {hint}")
+    return CifarlabError(f"{parent}.{name}: not a key of {parent}; {hint}")
 
 
 def _check_value(value: Any, annotation: Any, meta: Mapping, key: str) -> Any:
@@ -62,14 +75,21 @@ def check_fields(cls: type, values: Any, key: str) -> dict[str, Any]:
     """Check the keys present in `values` against dataclass `cls` (names, types, ranges), naming `key.<field>`."""
     if not isinstance(values, Mapping):
         raise CifarlabError(f"{key}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    # A "nested" field holds another dataclass, built by the caller, never given as a plain key.
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("nested")}
+    fields = _plain_fields(cls)
     for name in values:
         if name not in fields:
-            raise CifarlabError(f"{key}.{name}: unknown key; expected one of: {', '.join(fields)}")
-    return {name: _check_value(value, hints[name], fields[name].metadata, f"{key}.{name}")
+            raise unknown_key(key, name, fields)
+    return {name: _check_value(value, fields[name][0], fields[name][1], f"{key}.{name}")
             for name, value in values.items()}
+
+
+@functools.cache
+def _plain_fields(cls: type) -> dict[str, tuple[Any, Mapping]]:
+    """Each field a params key may set, with its type and spec. Cached: resolving the type hints took most of
+    check-params' time, once per key of every run's every layer."""
+    hints = typing.get_type_hints(cls)
+    # A "nested" field holds another dataclass, built by the caller, never given as a plain key.
+    return {f.name: (hints[f.name], f.metadata) for f in dataclasses.fields(cls) if not f.metadata.get("nested")}
 
 
 def build_section(cls: type, values: Any, key: str, context: str = "") -> Any:

@@ -32,7 +32,8 @@ def require_key(params: Mapping, name: str, kind: type, where: str = "params.yam
         raise CifarlabError(f"{where}: missing top-level key '{name}'")
     value = params[name]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise CifarlabError(f"{name}: expected {kind.__name__}, got {value!r}")
+        expected = "a mapping" if kind is Mapping else kind.__name__
+        raise CifarlabError(f"{name}: expected {expected}, got {value!r}")
     return value
 
 

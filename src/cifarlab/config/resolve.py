@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cifarlab.config.fields import build_section, check_fields
+from cifarlab.config.fields import build_section, check_fields, unknown_key
 from cifarlab.config.params import PARAMS_FILE, data_settings, read_params, require_key
 from cifarlab.config.sections import (
     ModelConfig,
@@ -80,7 +80,7 @@ def load_study(params: Mapping) -> Study:
         raise CifarlabError("params.yaml: expected a mapping at the top level")
     for name in params:
         if name not in TOP_LEVEL_KEYS:
-            raise CifarlabError(f"{name}: unknown top-level key; expected one of: {', '.join(TOP_LEVEL_KEYS)}")
+            raise unknown_key("", name, TOP_LEVEL_KEYS)
     seed = require_key(params, "seed", int)
     device = require_key(params, "device", str)
     profiles = require_key(params, "profiles", Mapping)
@@ -153,16 +153,23 @@ def _check_profile(name: str, overrides: Any, studies: Mapping) -> None:
     _check_profile_layer(overrides, key, also=("studies", VERDICTS_KEY))
     if not isinstance(overrides.get(VERDICTS_KEY, True), bool):
         raise CifarlabError(f"{key}.{VERDICTS_KEY}: expected true or false, got {overrides[VERDICTS_KEY]!r}")
-    for study, layer in (overrides.get("studies") or {}).items():
+    by_study = overrides.get("studies") or {}
+    if not isinstance(by_study, Mapping):
+        raise CifarlabError(f"{key}.studies: expected a mapping of study name -> model:/train: overrides, got "
+                            f"{by_study!r}")
+    for study, layer in by_study.items():
         if study not in studies:
             raise CifarlabError(f"{key}.studies.{study}: not a study; expected one of: {', '.join(studies)}")
         _check_profile_layer(layer, f"{key}.studies.{study}")
 
 
 def _check_profile_layer(layer: Any, key: str, also: tuple[str, ...] = ()) -> None:
-    if not isinstance(layer, Mapping) or set(layer) - {"model", "train", *also}:
-        raise CifarlabError(f"{key}: expected a mapping with {', '.join(repr(k) for k in ('model', 'train', *also))} "
-                            "overrides")
+    allowed = ("model", "train", *also)
+    if not isinstance(layer, Mapping):
+        raise CifarlabError(f"{key}: expected a mapping of {', '.join(allowed)} overrides, got {layer!r}")
+    for name in layer:
+        if name not in allowed:
+            raise unknown_key(key, name, allowed)
     _check_model_keys(layer.get("model") or {}, f"{key}.model")
     _check_train_keys(layer.get("train") or {}, f"{key}.train")
 
@@ -172,8 +179,8 @@ def _check_overrides(entry: Mapping, key: str, also: tuple[str, ...] = ()) -> No
     known = set(_model_key_fields()) | {f.name for f in dataclasses.fields(TrainConfig)}
     for option in entry:
         if option not in known | set(also):
-            raise CifarlabError(f"{key}.{option}: unknown key; expected {' and '.join(also) + ' and ' if also else ''}"
-                                f"keys of model: or train: ({', '.join(sorted(known))})")
+            raise unknown_key(key, option, [*also, *sorted(known)],
+                              f"expected {', '.join(also)} or a key of model: or train: ({', '.join(sorted(known))})")
 
 
 def _check_studies(studies: Mapping) -> tuple[dict[str, Mapping], dict[str, StudyReport]]:
@@ -284,7 +291,7 @@ def _check_model_keys(values: Any, key: str) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for name, value in values.items():
         if name not in known:
-            raise CifarlabError(f"{key}.{name}: unknown key; expected one of: {', '.join(known)}")
+            raise unknown_key(key, name, known)
         checked.update(check_fields(known[name], {name: value}, key))
     return _check_choices(checked, key)
 
