@@ -22,7 +22,7 @@ from checkout import ROOT, copy_code
 
 from cifarlab.config.publish import write_settings
 from cifarlab.config.resolve import load_study
-from cifarlab.io import atomic_path, write_json
+from cifarlab.io import atomic_path, write_json, write_text
 
 TRAIN_OUTPUTS = ["--split", "x", "--model", "y", "--live", "z", "--checkpoint", "w"]
 EVALUATE_OUTPUTS = ["--split", "x", "--model", "y", "--metrics", "m", "--predictions", "p", "--confusion", "c",
@@ -144,6 +144,28 @@ def test_write_json_hitting_a_full_disk_midway_leaves_the_target_untouched(tmp_p
     assert info.value.errno == errno.ENOSPC
     assert target.read_text() == '{"old": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)],
+                         ids=["umask 022", "umask 027", "umask 077"])
+def test_files_written_atomically_get_the_mode_of_any_new_file_under_the_umask(tmp_path, umask, mode):
+    # A temporary file made 0600 (mkstemp's mode) and renamed into place kept 0600: the report, the settings
+    # files and predictions were readable by their owner alone.
+    old = tmp_path / "old.json"
+    old.write_text("{}\n")
+    old.chmod(0o600)  # replaced, a file takes the new one's mode
+    before = os.umask(umask)
+    try:
+        write_json(tmp_path / "new.json", {"a": 1})
+        write_json(old, {"a": 2})
+        write_text(tmp_path / "report" / "report.md", "# Report\n")
+        with atomic_path(tmp_path / "model.pt") as tmp, open(tmp, "wb") as out:  # as torch.save and pandas write
+            out.write(b"weights")
+    finally:
+        os.umask(before)
+    written = ["new.json", "old.json", "report/report.md", "model.pt"]
+    modes = {name: oct((tmp_path / name).stat().st_mode & 0o777) for name in written}
+    assert modes == dict.fromkeys(written, oct(mode))
 
 
 # --- 2. bad params: one line, exit 2, before any work ------------------------------------------
