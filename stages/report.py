@@ -19,6 +19,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quantiles", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True, help="the evaluate stage's weight histograms")
     parser.add_argument("--confusion", type=Path, required=True, help="the evaluate stage's confusion matrices")
+    parser.add_argument("--predictions", type=Path, required=True, help="the evaluate stage's per-image answers")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--study", type=Path, required=True, help="the study's settings file, from check-params")
     parser.add_argument("--claims", type=Path, required=True, help="the claims the Findings table tests")
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> None:
     study = read_study_settings(args.study)
     path = write_report(study, read_claims(args.claims, study), metrics_dir=args.metrics, aggregates_dir=args.aggregates,
                         live_root=args.live_root, quantile_dir=args.quantiles, weights_dir=args.weights,
-                        confusion_dir=args.confusion, out_dir=args.out_dir)
+                        confusion_dir=args.confusion, predictions_dir=args.predictions, out_dir=args.out_dir)
     print(f"report: {path}")
 
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from checkout import ROOT
 
-from cifarlab.config.claims import EXPECTATIONS, read_claims
+from cifarlab.config.claims import read_claims, read_left_out
+from cifarlab.config.relations import RELATIONS, relation_lines
 from cifarlab.config.resolve import load_study, read_study
 from cifarlab.config.sections import Study
 from cifarlab.errors import CifarlabError
@@ -62,7 +63,7 @@ def test_numbers_are_floats_and_ln_classes_stays_a_name(tmp_path, study):
     near = _claim(tmp_path, study, source="s", says="x", metric="initial_val_loss", expect="near",
                   runs=["bn-128"], value="ln-classes", margin=1)
     assert (near.value, near.margin) == ("ln-classes", 1.0) and isinstance(near.margin, float)
-    at_least = _claim(tmp_path, study, source="s", says="x", study="resnet20", metric="val.accuracy",
+    at_least = _claim(tmp_path, study, source="s", says="x", study="resnet20", metric="test.accuracy",
                       expect="at-least", a="resnet20", value=1)
     assert at_least.value == 1.0 and isinstance(at_least.value, float)
 
@@ -88,17 +89,23 @@ NEEDED = {"a": "gn-128", "b": "in-128", "margin": 0.01, "value": 0.5, "runs": ["
 def _entry(expect: str, **keys) -> dict:
     """A claim on the norm study's test accuracy with the keys `expect` needs, then `keys`."""
     return {**{k: MORE[k] for k in ("source", "says", "study", "metric")}, "expect": expect,
-            **{key: NEEDED[key] for key in EXPECTATIONS[expect]}, **keys}
+            **{key: NEEDED[key] for key in RELATIONS[expect].needs}, **keys}
 
 
 @pytest.mark.parametrize(("expect", "key", "value"), [
     ("more", "margin", 0.01), ("more", "value", 0.5), ("more", "runs", ["bn-128"]), ("less", "typo", 1),
-    ("at-least", "b", "in-128"), ("at-chance", "value", 0.1), ("near", "a", "gn-128"), ("same", "runs", "all"),
-    ("measured", "a", "gn-128"),
+    ("at-least", "b", "in-128"), ("at-chance", "value", 0.1), ("same", "runs", "all"), ("measured", "a", "gn-128"),
 ])
 def test_a_key_that_its_expect_does_not_take_is_refused(tmp_path, study, expect, key, value):
     message = _error(tmp_path, study, **_entry(expect, **{key: value}))
-    assert message.startswith(f"claims.c.{key}: not a key of an `expect: {expect}` claim"), message
+    assert message.startswith(f"claims.c.{key}: " + ("unknown key" if key == "typo" else
+                                                     f"not a key of an `expect: {expect}` claim")), message
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("expext", "expect"), ("marign", "margin"), ("sourse", "source")])
+def test_an_unknown_key_is_named_as_unknown_with_the_nearest_known_one(tmp_path, study, typo, meant):
+    entry = {**_entry("same"), typo: "x"}
+    assert _error(tmp_path, study, **entry) == f"claims.c.{typo}: unknown key; did you mean {meant}?"
 
 
 def test_b_is_optional_only_for_measured(tmp_path, study):
@@ -109,27 +116,81 @@ def test_b_is_optional_only_for_measured(tmp_path, study):
 
 @pytest.mark.parametrize(("expect", "missing"), [
     ("more", "a"), ("less", "b"), ("same", "margin"), ("not-below", "margin"), ("at-least", "value"),
-    ("at-most", "value"), ("at-chance", "a"), ("near", "runs"), ("near", "value"), ("measured", "runs"),
+    ("at-most", "value"), ("at-chance", "a"), ("at-chance", "margin"), ("near", "runs"), ("near", "value"),
+    ("measured", "runs"),
 ])
 def test_a_key_that_its_expect_needs_is_named_when_missing(tmp_path, study, expect, missing):
     entry = {key: value for key, value in _entry(expect).items() if key != missing}
+    if expect == "near":
+        entry["metric"] = "weights.fraction_small"
     assert _error(tmp_path, study, **entry) == f"claims.c.{missing}: an `expect: {expect}` claim needs it"
 
 
-@pytest.mark.parametrize("metric", ["test.macro_f1", "val.loss"])
-def test_at_chance_compares_an_accuracy_only(tmp_path, study, metric):
-    entry = {**MORE, "expect": "at-chance", "metric": metric, "b": None}
-    assert _error(tmp_path, study, **entry).startswith("claims.c.metric: `expect: at-chance` compares an accuracy")
-    assert _claim(tmp_path, study, **{**entry, "metric": "val.accuracy"}).expect == "at-chance"
+def test_at_chance_compares_an_accuracy_only(tmp_path, study):
+    entry = {**MORE, "expect": "at-chance", "metric": "test.loss", "b": None, "margin": 0.02}
+    assert _error(tmp_path, study, **entry).startswith("claims.c.expect: test.loss (loss) may expect one of")
+    assert _claim(tmp_path, study, **{**entry, "metric": "test.accuracy"}).expect == "at-chance"
+
+
+@pytest.mark.parametrize("metric", ["val.accuracy", "val.loss"])
+def test_a_claim_on_the_validation_images_that_chose_the_checkpoint_is_refused(tmp_path, study, metric):
+    message = _error(tmp_path, study, **{**MORE, "metric": metric})
+    assert message.startswith(f"claims.c.metric: {metric} is on the validation images") and "use test." in message
+
+
+@pytest.mark.parametrize(("metric", "expect"), [("model.parameters", "same"), ("seconds_per_epoch", "at-chance"),
+                                                ("test.accuracy", "near"), ("test.accuracy", "equals")])
+def test_a_metric_expects_only_what_its_noise_can_judge(tmp_path, study, metric, expect):
+    entry = {**_entry(expect), "metric": metric}
+    assert _error(tmp_path, study, **entry).startswith(f"claims.c.expect: {metric} (")
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("margin", 2, "expected a margin below 1 (0.01 = 1 point), got 2"), ("margin", 1, "below 1"),
+    ("value", 1.5, "expected a value from 0 to 1"), ("value", -0.1, "from 0 to 1"),
+])
+def test_margins_and_values_of_shares_stay_within_their_range(tmp_path, study, key, value, expected):
+    entry = _entry("same" if key == "margin" else "at-least", **{key: value})
+    assert expected in _error(tmp_path, study, **entry)
+    assert _claim(tmp_path, study, **_entry("same" if key == "margin" else "at-least", **{key: 0.99})).expect
+
+
+def test_a_margin_of_a_loss_is_not_a_share(tmp_path, study):
+    assert _claim(tmp_path, study, **{**_entry("same"), "metric": "test.loss", "margin": 2}).margin == 2.0
+
+
+@pytest.mark.parametrize("entry", [{**MORE, "b": "gn-128"},
+                                   {**MORE, "a": "gn-8", "a_base": "gn-128", "b": "bn-8", "b_base": "gn-8"}])
+def test_a_claim_compares_distinct_runs(tmp_path, study, entry):
+    assert _error(tmp_path, study, **entry).startswith("claims.c: a, b (and a_base, b_base) must be different runs")
+
+
+def test_a_claim_named_twice_is_refused_with_the_line_of_the_second(tmp_path, study):
+    path = tmp_path / "claims.yaml"
+    text = yaml.safe_dump({"claims": {"c": MORE}}, sort_keys=False)
+    path.write_text(text + text.split("\n", 1)[1])
+    with pytest.raises(CifarlabError, match=r"claims\.c") as caught:
+        read_claims(path, study)
+    assert f"line {text.count(chr(10)) + 1}" in str(caught.value)
+
+
+def test_left_out_claims_read_with_their_reason_and_refuse_a_missing_one(tmp_path):
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump({"claims": {}, "left_out": {"x": {"source": "s", "says": "y", "why": "z"}}}))
+    assert [(c.name, c.why) for c in read_left_out(path)] == [("x", "z")]
+    path.write_text(yaml.safe_dump({"claims": {}, "left_out": {"x": {"source": "s", "says": "y"}}}))
+    with pytest.raises(CifarlabError, match="left_out.x.why: expected text"):
+        read_left_out(path)
 
 
 @pytest.mark.parametrize("entry", [
     {**MORE, "a_base": "gn-8"},
     {**MORE, "b_base": "bn-8"},
-    {**MORE, "expect": "same", "margin": 0.01, "a_base": "gn-8", "b_base": "bn-8"},
 ])
 def test_a_base_and_b_base_go_together_in_a_more_or_less_claim(tmp_path, study, entry):
     assert _error(tmp_path, study, **entry).startswith("claims.c: a_base and b_base go together")
+    same = {**MORE, "expect": "same", "margin": 0.01, "a_base": "gn-8", "b_base": "bn-8"}
+    assert _error(tmp_path, study, **same).startswith("claims.c.a_base: not a key of an `expect: same` claim")
 
 
 def test_an_unknown_study_names_the_studies(tmp_path, study):
@@ -177,7 +238,7 @@ def test_runs_all_is_every_original_run_of_its_study_or_of_every_study(tmp_path,
     ("reported", 65.64),
 ])
 def test_a_bad_value_margin_image_count_or_reported_names_its_key(tmp_path, study, key, value):
-    entry = {**MORE, "metric": "test.accuracy", "expect": "near", "a": None, "b": None, "runs": ["bn-128"],
+    entry = {**MORE, "metric": "weights.fraction_small", "expect": "near", "a": None, "b": None, "runs": ["bn-128"],
              "value": 0.5, "margin": 0.01, key: value}
     assert _error(tmp_path, study, **entry).startswith(f"claims.c.{key}: expected")
 
@@ -205,8 +266,11 @@ def test_a_file_that_is_not_a_claims_mapping_is_refused(tmp_path, study):
 
 def test_the_repositorys_claims_hold_against_its_params():
     study = read_study(ROOT / "params.yaml")
-    claims = read_claims(ROOT / "claims.yaml", study)
-    assert len(claims) >= 20
-    assert {claim.expect for claim in claims} == {"more", "less", "same", "not-below", "at-least", "at-chance",
-                                                   "near", "measured"}
-    assert len({claim.name for claim in claims}) == len(claims)
+    assert read_claims(ROOT / "claims.yaml", study)
+    assert read_left_out(ROOT / "claims.yaml")
+
+
+def test_the_claims_files_header_lists_every_relation_as_the_registry_defines_it():
+    header = (ROOT / "claims.yaml").read_text().split("\nclaims:", 1)[0]
+    listed = [line.removeprefix("#   ") for line in header.splitlines() if line.startswith("#   ")]
+    assert listed == relation_lines()

@@ -4,6 +4,7 @@ as training validated it."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -136,3 +137,27 @@ def test_evaluate_on_cuda_scores_val_in_bf16_channels_last_as_training_validated
     _assert_val_scored_as_validated(state, validated, evaluated, metrics, torch.bfloat16)
     for split in ("train", "val", "test"):
         assert 0 <= metrics[split]["accuracy"] <= 1 and np.isfinite(metrics[split]["loss"])
+
+
+def test_the_summary_figures_and_per_image_answers_equal_hand_computations(tiny_run, tiny_split, tmp_path,
+                                                                           monkeypatch):
+    run = tiny_run()
+    _, _, evaluated, metrics = _train_and_evaluate(run, tiny_split, CPU, tmp_path, monkeypatch)
+    val_labels, test_labels = tiny_split.y_val, tiny_split.y_test
+    for split, logits, labels in (("val", evaluated[1], val_labels), ("test", evaluated[2], test_labels)):
+        losses = torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(labels), reduction="none").double()
+        n = len(labels)
+        assert metrics[split]["loss_se"] == pytest.approx(float(losses.std()) / n ** 0.5, rel=1e-6)
+        assert metrics[split]["majority_rate"] == pytest.approx(max(np.bincount(labels)) / n)
+    answers = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(answers.columns) == ["split", "index", "predicted", "actual"]
+    for split, logits, labels in (("val", evaluated[1], val_labels), ("test", evaluated[2], test_labels)):
+        rows = answers[answers["split"] == split]
+        names = np.asarray(tiny_split.class_names)
+        assert rows["index"].tolist() == list(range(len(labels)))
+        assert rows["predicted"].tolist() == names[logits.argmax(1).numpy()].tolist()
+        assert rows["actual"].tolist() == names[labels].tolist()
+        assert (rows["predicted"] == rows["actual"]).mean() == pytest.approx(metrics[split]["accuracy"])
+    model = torch.load(tmp_path / "model.pt", weights_only=False)
+    weights = torch.cat([v.flatten() for k, v in model["model_state"].items() if k.endswith("weight") and v.dim() > 1])
+    assert metrics["weights"]["fraction_small"] == pytest.approx(float((weights.abs() < 1e-3).double().mean()))

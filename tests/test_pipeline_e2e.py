@@ -91,8 +91,8 @@ def test_repro_writes_every_runs_metrics_and_the_report(study_repo):
 def test_the_test_predictions_give_each_official_test_index_and_its_predicted_class(study_repo):
     metrics = json.loads((study_repo / "metrics" / "resnet20.json").read_text())
     lines = (study_repo / "plots" / "predictions" / "resnet20.csv").read_text().splitlines()
-    assert lines[0] == "index,predicted,actual"
-    rows = [line.split(",") for line in lines[1:]]
+    assert lines[0] == "split,index,predicted,actual"
+    rows = [line.split(",")[1:] for line in lines[1:] if line.startswith("test,")]
     assert len(rows) == metrics["test"]["images"] == 20
     assert [int(row[0]) for row in rows] == list(range(20))
     classes = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}

@@ -94,7 +94,7 @@ def predict_in_process(monkeypatch, capsys, *args: object) -> subprocess.Complet
 
 def assert_predictions_equal_evaluate(out: Path, trained: dict) -> None:
     predicted = pd.read_csv(out)
-    evaluated = pd.read_csv(trained["evaluate"])
+    evaluated = pd.read_csv(trained["evaluate"]).query("split == 'test'")
     assert list(predicted.columns) == ["index", "class", "name"]
     assert predicted["index"].tolist() == evaluated["index"].tolist() == list(range(20))
     assert predicted["name"].tolist() == evaluated["predicted"].tolist()

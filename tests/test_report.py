@@ -27,8 +27,8 @@ from cifarlab.report.sections.norm import (
     feature_widths,
     sanity_section,
 )
-from cifarlab.report.tables import comparison_rows, metrics_table, outcome
-from cifarlab.report.view import StudyView
+from cifarlab.report.tables import comparison_rows, interval, metrics_table, outcome
+from cifarlab.report.view import StudyView, changes, difference
 from cifarlab.train.tracking import LIVE_METRICS, live_plot_file
 
 
@@ -172,7 +172,7 @@ def _view(tmp_path: Path, runs: dict[str, dict], accuracies: dict[str, float], v
     histories = {name: pd.DataFrame({"val_error": errors, "train_error": errors},
                                     index=pd.RangeIndex(1, len(errors) + 1, name="epoch"))
                  for name, errors in val_errors.items()}
-    return StudyView("norm", list(runs), replicates, study.runs, metrics, aggregates, histories, tmp_path, tmp_path,
+    return StudyView("norm", list(runs), replicates, study.runs, metrics, aggregates, histories, {}, True, tmp_path, tmp_path,
                      tmp_path)
 
 
@@ -181,30 +181,43 @@ PAIR = {"bn-128": {"study": "norm", "norm": "bn"}, "torch_bn-128": {"study": "no
            for run, norm in (("bn-128", "bn"), ("torch_bn-128", "torch_bn")) for k in (1, 2)}}
 
 
-def test_replicated_runs_are_compared_pair_by_seed_with_an_interval_and_a_verdict(tmp_path):
-    # torch_bn is 1 point better on every seed while the seeds spread by 10 points: only pairing sees it
+def _binomial_se(accuracies: list[float], images: int) -> float:
+    return sum(a * (1 - a) / images for a in accuracies) ** 0.5
+
+
+def test_replicated_runs_are_compared_pair_by_seed_with_seed_and_image_noise_and_a_verdict(tmp_path):
+    # torch_bn is 1 point better on every seed while the seeds spread by 10 points: only pairing sees it.
+    # Without per-image answers, image noise is each run's binomial SE (the mean square over its seeds).
     accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
                   "torch_bn-128": 0.51, "torch_bn-128-r1": 0.615, "torch_bn-128-r2": 0.71}
-    view = _view(tmp_path, PAIR, accuracies, {name: [0.5, 0.4] for name in PAIR})
+    view = _view(tmp_path, PAIR, accuracies, {name: [0.5] for name in PAIR}, images=100_000)
     row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
-    reference = stats.ttest_rel([0.51, 0.615, 0.71], [0.50, 0.60, 0.70]).confidence_interval(0.95)
-    assert row["A - B (points) [95% interval]"] == (f"+{100 * 0.035 / 3:.2f} [{100 * reference.low:+.2f}, "
-                                                    f"{100 * reference.high:+.2f}]")
-    assert (row["test"], row["verdict"]) == ("paired t, 3 seeds", "`torch_bn-128` better")
-    mean, half = 0.6, stats.t.ppf(0.975, 2) * 0.1 / 3 ** 0.5
-    assert row["B test accuracy [95% interval]"] == f"60.00 [{100 * (mean - half):.2f}, {100 * (mean + half):.2f}]"
+    seed_var = np.var([0.01, 0.015, 0.01], ddof=1) / 3
+    image_var = sum(np.mean([a * (1 - a) / 100_000 for a in values]) for values in
+                    ([0.51, 0.615, 0.71], [0.50, 0.60, 0.70]))
+    df = (seed_var + image_var) ** 2 / (seed_var ** 2 / 2)
+    half = stats.t.ppf(0.975, df) * (seed_var + image_var) ** 0.5
+    diff = 0.035 / 3
+    assert row["A - B (points) [95% interval]"] == f"+{100 * diff:.2f} [{100 * (diff - half):+.2f}, {100 * (diff + half):+.2f}]"
+    assert row["verdict"] == "`torch_bn-128` better" and row["test"].startswith("3 paired seeds + each run's image SE")
 
 
-def test_single_runs_are_compared_by_twice_the_binomial_standard_error(tmp_path):
+def test_single_runs_without_replicates_in_their_study_get_no_interval_and_say_why(tmp_path):
     runs = {"bn-128": {"study": "norm", "norm": "bn"}, "gn-128": {"study": "norm", "norm": "gn"}}
     view = _view(tmp_path, runs, {"bn-128": 0.26, "gn-128": 0.237}, {name: [0.5] for name in runs}, images=1017)
     row = comparison_rows(view, [("gn-128", "bn-128")])[0]
-    se = (0.26 * 0.74 / 1017 + 0.237 * 0.763 / 1017) ** 0.5
-    low, high = 100 * (-0.023 - 2 * se), 100 * (-0.023 + 2 * se)
-    assert row["A - B (points) [95% interval]"] == f"-2.30 [{low:+.2f}, {high:+.2f}]"
-    assert (row["test"], row["verdict"]) == ("binomial SE", "within noise")
+    assert row["A - B (points) [95% interval]"] == "-2.30 [no interval]"
+    assert row["verdict"].startswith("no verdict (a run of one seed, and no replicated run")
     exact = stats.binomtest(241, 1017).proportion_ci(0.95)  # 23.70% of 1,017 images is 241
-    assert row["A test accuracy [95% interval]"] == f"23.70 [{100 * exact.low:.2f}, {100 * exact.high:.2f}]"
+    assert row["A test accuracy [95% interval]"] == f"23.70 [{100 * exact.low:.2f}, {100 * exact.high:.2f}] (images only)"
+
+
+def test_a_pipeline_check_profile_calls_no_run_better(tmp_path):
+    accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
+                  "torch_bn-128": 0.51, "torch_bn-128-r1": 0.615, "torch_bn-128-r2": 0.71}
+    view = dataclasses.replace(_view(tmp_path, PAIR, accuracies, {n: [0.5] for n in PAIR}, images=100_000),
+                               verdicts=False)
+    assert comparison_rows(view, [("torch_bn-128", "bn-128")])[0]["verdict"] == "no verdict (a pipeline-check profile)"
 
 
 def test_the_sanity_check_says_whether_the_twins_are_distinguishable_and_the_curve_gap_in_spreads(tmp_path):
@@ -214,11 +227,13 @@ def test_the_sanity_check_says_whether_the_twins_are_distinguishable_and_the_cur
               "torch_bn-128": [0.61, 0.32], "torch_bn-128-r1": [0.63, 0.42], "torch_bn-128-r2": [0.65, 0.52]}
     accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70,
                   "torch_bn-128": 0.52, "torch_bn-128-r1": 0.58, "torch_bn-128-r2": 0.71}
-    text = "\n".join(sanity_section(_view(tmp_path, PAIR, accuracies, curves)))
-    reach = max(-stats.ttest_rel([0.50, 0.60, 0.70], [0.52, 0.58, 0.71]).confidence_interval(0.95).low,
-                stats.ttest_rel([0.50, 0.60, 0.70], [0.52, 0.58, 0.71]).confidence_interval(0.95).high)
+    view = _view(tmp_path, PAIR, accuracies, curves)
+    text = "\n".join(sanity_section(view))
+    diff = difference(view, "bn-128", "torch_bn-128")
+    assert diff.low < 0 < diff.high
     assert "`bn-128` vs `torch_bn-128` (3 seeds each)" in text
-    assert f"no difference shown, but only one larger than {100 * reach:.2f} points could have shown here" in text
+    assert (f"no difference shown, but only one larger than {100 * max(-diff.low, diff.high):.2f} points could have "
+            "shown here") in text
     assert ("largest gap between their mean validation-error curves: 2.00 points (epoch 2), 0.20 seed-to-seed "
             "standard deviations (10.00 points) there.") in text
 
@@ -231,34 +246,39 @@ def test_the_curve_gap_counts_only_epochs_every_replicate_reached(tmp_path):
     assert "curves: 0.33 points (epoch 1)" in text  # epoch 2's 13-point gap is left out
 
 
-def test_one_replicate_against_three_is_compared_by_the_binomial_error(tmp_path):
+def test_one_replicate_against_three_borrows_the_pooled_seed_variance(tmp_path):
     runs = {name: entry for name, entry in PAIR.items() if not name.startswith("torch_bn-128-")}
     accuracies = {"bn-128": 0.50, "bn-128-r1": 0.60, "bn-128-r2": 0.70, "torch_bn-128": 0.62}
     view = _view(tmp_path, runs, accuracies, {name: [0.5] for name in runs})
     row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
-    assert row["test"] == "binomial SE" and row["A - B (points) [95% interval]"].startswith("+2.00 [")
+    assert row["test"].startswith("1 and 3 seeds (one seed's variance pooled over 1 replicated runs, 2 df)")
+    assert row["A - B (points) [95% interval]"].startswith("+2.00 [")
 
 
-def test_an_accuracy_cell_clips_its_interval_and_says_when_the_seeds_agree(tmp_path):
+def test_an_accuracy_cell_clips_its_interval(tmp_path):
     accuracies = {"bn-128": 0.05, "bn-128-r1": 0.95, "bn-128-r2": 0.50, "torch_bn-128": 0.4, "torch_bn-128-r1": 0.4,
                   "torch_bn-128-r2": 0.4}
     view = _view(tmp_path, PAIR, accuracies, {name: [0.5] for name in PAIR})
     row = comparison_rows(view, [("torch_bn-128", "bn-128")])[0]
     assert row["B test accuracy [95% interval]"] == "50.00 [0.00, 100.00]"
-    exact = stats.binomtest(400, 1000).proportion_ci(0.95)  # the seeds agree: the test-set interval is left
-    assert row["A test accuracy [95% interval]"] == f"40.00 [{100 * exact.low:.2f}, {100 * exact.high:.2f}] (all 3 seeds agree)"
+    # the seeds agree: the images' noise is what is left, at the normal quantile (infinite df)
+    half = stats.norm.ppf(0.975) * (0.4 * 0.6 / 1000) ** 0.5
+    assert row["A test accuracy [95% interval]"] == f"40.00 [{100 * (0.4 - half):.2f}, {100 * (0.4 + half):.2f}]"
 
 
 def test_a_difference_in_batch_size_sensitivity_is_the_difference_of_the_two_changes(tmp_path):
     runs = {name: {"study": "norm", "norm": name[:2], **({"batch_size": 8} if name.endswith("-8") else {})}
             for name in ("bn-128", "bn-8", "gn-128", "gn-8")}
-    accuracies = {"bn-128": 0.60, "bn-8": 0.50, "gn-128": 0.55, "gn-8": 0.54}
-    view = _view(tmp_path, runs, accuracies, {name: [0.5] for name in runs})
+    runs |= {f"{name}-r1": {**entry, "replicate_of": name, "replicate": 1} for name, entry in runs.items()}
+    accuracies = {"bn-128": 0.60, "bn-8": 0.50, "gn-128": 0.55, "gn-8": 0.54,
+                  "bn-128-r1": 0.61, "bn-8-r1": 0.51, "gn-128-r1": 0.56, "gn-8-r1": 0.55}
+    view = _view(tmp_path, runs, accuracies, {name: [0.5] for name in runs}, images=100_000)
     [line] = batch_sensitivity(view, [("bn-8", "bn-128"), ("gn-8", "gn-128")])[:1]
-    se = sum(a * (1 - a) / 1000 for a in accuracies.values()) ** 0.5
-    assert line == (f"- From batch 128 to 8, `gn` changes by -1.00 points and `bn` by -10.00; the difference of the "
-                    f"changes is +9.00 points [{9 - 200 * se:+.2f}, {9 + 200 * se:+.2f}] (binomial SE): `gn` gains "
-                    "more (or loses less) from the smaller batch.")
+    diff = changes(view, "gn-8", "gn-128", "bn-8", "bn-128")
+    assert diff.mean == pytest.approx((0.545 - 0.555) - (0.505 - 0.605)) and diff.low > 0
+    assert line.startswith(f"- From batch 128 to 8, `gn` changes by -1.00 points and `bn` by -10.00; the difference "
+                           f"of the changes is +9.00 points {interval(diff)} ({diff.test}): ")
+    assert line.endswith("`gn` gains more (or loses less) from the smaller batch.")
 
 
 def _row(table: str, run: str) -> dict[str, str]:
@@ -323,6 +343,10 @@ def _write_run_outputs(root: Path, study) -> None:
         (root / "confusion").mkdir(exist_ok=True)
         (root / "confusion" / f"{name}.csv").write_text("actual,predicted,count\ncat,cat,3\ncat,dog,2\n"
                                                         "dog,cat,1\ndog,dog,4\n")
+        (root / "predictions").mkdir(exist_ok=True)
+        (root / "predictions" / f"{name}.csv").write_text(
+            "split,index,predicted,actual\n" + "".join(f"{split},{i},cat,{'cat' if i % 2 else 'dog'}\n"
+                                                        for split in ("val", "test") for i in range(10)))
     (root / "aggregates").mkdir()
     for run, names in study.replicates().items():
         aggregate = aggregate_metrics([metrics[n] for n in names], [study.runs[n].seed for n in names])
@@ -344,7 +368,7 @@ def test_each_study_gets_the_section_its_entry_names_under_its_title_whatever_th
     path = write_report(study, [], metrics_dir=tmp_path / "metrics", aggregates_dir=tmp_path / "aggregates",
                         live_root=tmp_path / "live", quantile_dir=tmp_path / "quantiles",
                         weights_dir=tmp_path / "weights", confusion_dir=tmp_path / "confusion",
-                        out_dir=tmp_path / "report")
+                        predictions_dir=tmp_path / "predictions", out_dir=tmp_path / "report")
     sections = {part.splitlines()[0]: part for part in path.read_text().split("\n## ")[1:]}
     assert list(sections) == ["A first CNN, one change at a time (study `first-cnn`)",  # the entry's title
                               "Comparisons with the study's first run (study `norm`)",  # the section's own

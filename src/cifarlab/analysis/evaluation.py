@@ -1,4 +1,4 @@
-"""The scores of a run's best checkpoint on every split, its test predictions and its weight statistics."""
+"""The scores of a run's best checkpoint on every split, its val and test predictions and its weight statistics."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
                  predictions_path: Path, confusion_path: Path, weights_path: Path) -> dict[str, Any]:
     """Score a run's best checkpoint on train, val and test (accuracy, F1s, cross-entropy with its standard
     error, and the share of the most frequent class, which a model that learned nothing can reach); write
-    its metrics, its test predictions (index in the official test batch, predicted and actual class), its
+    its metrics, its val and test predictions (split, index in the split, predicted and actual class), its
     test confusion matrix and its weight histogram.
 
     Train and val are scored on the images the run trained on and selected its checkpoint with (a profile
@@ -75,7 +75,9 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
     train = saved["run"]["train"]
     seen_train, seen_val = slice(train["train_images"] or None), slice(train["val_images"] or None)
     num_classes = saved["run"]["model"]["num_classes"]
+    names = np.asarray(split.class_names)
     test_true = test_pred = None
+    predictions = []
     for name, images, labels in (("train", split.x_train[seen_train], split.y_train[seen_train]),
                                  ("val", split.x_val[seen_val], split.y_val[seen_val]),
                                  ("test", split.x_test, split.y_test)):
@@ -87,14 +89,15 @@ def evaluate_run(model_path: Path, split_dir: Path, device: torch.device, *, met
                          "majority_rate": float(np.bincount(labels, minlength=num_classes).max() / len(labels)),
                          "images": len(labels)}
         test_true, test_pred = labels, predicted
+        if name != "train":  # val and test: the per-image answers every interval of the report is taken from
+            predictions.append(pd.DataFrame({"split": name, "index": np.arange(len(predicted)),
+                                             "predicted": names[predicted], "actual": names[labels]}))
     metrics["weights"], histogram = weight_statistics(model)
     cost = profile_model(model)
     metrics["model"] = {"parameters": cost.parameters, "macs_per_image": cost.macs}
     write_json(metrics_path, metrics)
-    names = np.asarray(split.class_names)
-    with atomic_path(predictions_path) as tmp:  # the test split keeps the official test batch's order
-        pd.DataFrame({"index": np.arange(len(test_pred)), "predicted": names[test_pred],
-                      "actual": names[test_true]}).to_csv(tmp, index=False)
+    with atomic_path(predictions_path) as tmp:  # test keeps the official test batch's order, val the split's
+        pd.concat(predictions).to_csv(tmp, index=False)
     with atomic_path(confusion_path) as tmp:
         confusion_table(test_true, test_pred, list(split.class_names)).to_csv(tmp, index=False)
     with atomic_path(weights_path) as tmp:

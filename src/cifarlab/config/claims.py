@@ -3,61 +3,66 @@
 `claims.yaml` maps each claim's name to its source (document and section), what it says, the metric and
 runs it compares and the relation it expects. check-params reads it with params.yaml, so that a claim naming
 a run its study does not have fails before any training; the report stage reads it again to give each
-claim its verdict. Torch-free, like the rest of `config`.
+claim its verdict. What a claim may expect is `config.relations`' registry.
+
+Claims on what training reaches are judged on the test split, which nothing in training or checkpoint
+selection has seen: a claim on the validation split is refused (the Findings show validation beside test).
+`left_out:` lists what a source says that no run here can test, with the reason.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cifarlab.config.relations import RELATIONS
 from cifarlab.config.sections import Study
+from cifarlab.config.yaml_file import read_yaml
 from cifarlab.errors import CifarlabError
 
 CLAIMS_FILE = Path("claims.yaml")
 
-SPLITS = ("train", "val", "test")
-
-# The metrics a claim may compare: the evaluate stage's dotted keys, each with how its noise is measured.
-#   score: a share of images right, with a binomial standard error on the split's images;
-#   loss: a mean cross-entropy, with the standard error of the per-image losses;
-#   exact: a property of the model or of one training that no resampling of images changes.
+# The metrics a claim may compare, each with how its noise is measured:
+#   score: a share of test (or train) images right, with per-image or binomial image noise and seed noise;
+#   loss: a mean cross-entropy, with the standard error of the per-image losses and seed noise;
+#   training: a property of one training that only the seed moves (a time, a share of weights, a curve);
+#   exact: a property of the model alone (its size), the same for every seed.
 METRIC_KINDS: dict[str, str] = {
-    **{f"{split}.{score}": "score" for split in SPLITS for score in ("accuracy", "macro_f1")},
-    **{f"{split}.loss": "loss" for split in SPLITS},
-    "initial_val_loss": "exact",
+    "test.accuracy": "score", "train.accuracy": "score",
+    "test.loss": "loss", "train.loss": "loss",
+    "initial_val_loss": "training",
+    "weights.fraction_small": "training",
+    "seconds_per_epoch": "training",
+    "curve.overfit": "training",
+    "curve.val_fluctuation": "training",
+    "curve.val_gain_after_10": "training",
+    "curve.train_loss_mean": "training",
     "model.parameters": "exact",
     "model.macs_per_image": "exact",
-    "weights.fraction_small": "exact",
-    "seconds_per_epoch": "exact",
+}
+# Metrics that are a share (of images, of weights, of accuracy points): their margins lie in (0, 1) and
+# their values in [0, 1], so that `margin: 2` (200 points) is refused.
+FRACTIONS = ("test.accuracy", "train.accuracy", "weights.fraction_small", "curve.overfit",
+             "curve.val_fluctuation", "curve.val_gain_after_10")
+# What each kind of metric may expect: a model's size has no noise to test against a margin.
+KIND_RELATIONS: dict[str, tuple[str, ...]] = {
+    "score": ("more", "less", "same", "not-below", "at-least", "at-most", "at-chance", "measured"),
+    "loss": ("more", "less", "same", "not-below", "at-least", "at-most", "measured"),
+    "training": ("more", "less", "same", "not-below", "at-least", "at-most", "near", "measured"),
+    "exact": ("more", "less", "equals", "measured"),
 }
 
 # The loss before training depends on initialisation alone, so any profile settles a claim on it; a model's
 # size is not: a pipeline-check profile shrinks the models (ResNet-8, VGG-11 at half width).
 ANY_PROFILE = ("initial_val_loss",)
-
-# expect -> the keys it needs besides source, says and metric.
-EXPECTATIONS: dict[str, tuple[str, ...]] = {
-    "more": ("a", "b"),          # A > B; with a_base and b_base: (A - A base) > (B - B base)
-    "less": ("a", "b"),          # A < B; likewise
-    "same": ("a", "b", "margin"),  # |A - B| <= margin
-    "not-below": ("a", "b", "margin"),  # A >= B - margin: at least as good, but for the margin
-    "at-least": ("a", "value"),  # A >= value
-    "at-most": ("a", "value"),   # A <= value
-    "at-chance": ("a",),         # A's accuracy not above the test set's majority-class rate
-    "near": ("runs", "value", "margin"),  # every run's metric within margin of value
-    "measured": ("runs",),       # stated as measured, no verdict; with b, each run's difference from it
-}
-# What a claim may expect of a metric without a yardstick (a single value each): its direction, a range.
-EXACT_EXPECTATIONS = ("more", "less", "near", "measured")
-OPTIONAL = ("reported", "study", "a_base", "b_base", "min_train_images")
-OPTIONAL_BY_EXPECTATION = {"measured": ("b",)}
+COMMON = ("source", "says", "metric", "expect")
+OPTIONAL = ("reported", "study", "min_train_images")
 LN_CLASSES = "ln-classes"  # `value: ln-classes`: ln(the number of classes), the loss of a uniform guess
+LEFT_OUT_KEYS = ("source", "says", "why")
 
 
 @dataclass(frozen=True)
@@ -93,53 +98,103 @@ class Claim:
         return self.a_base is not None
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """What a source says that no run here can test, and why."""
+
+    name: str
+    source: str
+    says: str
+    why: str
+
+
+def read_claims_file(path: Path) -> dict:
+    raw = read_yaml(path, missing="it holds the claims the report tests (may be empty)")
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("claims"), Mapping):
+        raise CifarlabError(f"{path}: expected a mapping `claims:` of claim name -> claim")
+    unknown = set(raw) - {"claims", "left_out"}
+    if unknown:
+        raise CifarlabError(f"{path}: {sorted(unknown)[0]}: unknown key; expected claims and left_out")
+    return raw
+
+
 def read_claims(path: Path, study: Study) -> list[Claim]:
     """The claims of `path`, checked against the study's runs. A claim whose study has no runs in this
     study (params.yaml runs only some studies) is left out; one naming a run its study lacks is an error."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise CifarlabError(f"{path}: not found; it holds the claims the report tests (may be empty)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise CifarlabError(f"{path}{f' line {mark.line + 1}' if mark else ''}: not valid YAML "
-                            f"({getattr(exc, 'problem', exc)})") from None
-    entries = (raw or {}).get("claims") if isinstance(raw, Mapping) else None
-    if not isinstance(entries, Mapping):
-        raise CifarlabError(f"{path}: expected a mapping `claims:` of claim name -> claim")
+    entries = read_claims_file(path)["claims"]
     claims = [_claim(path, str(name), entry, study) for name, entry in entries.items()]
     return [claim for claim in claims if claim is not None]
+
+
+def read_left_out(path: Path) -> list[LeftOut]:
+    """`left_out:`: what a source says that no run can test, each with source, says and why."""
+    entries = read_claims_file(path).get("left_out") or {}
+    if not isinstance(entries, Mapping):
+        raise CifarlabError(f"{path}: left_out: expected a mapping of name -> source, says, why")
+    left = []
+    for name, entry in entries.items():
+        where = f"{path}: left_out.{name}"
+        if not isinstance(entry, Mapping):
+            raise CifarlabError(f"{where}: expected a mapping with {', '.join(LEFT_OUT_KEYS)}")
+        _known_keys(entry, LEFT_OUT_KEYS, where)
+        for key in LEFT_OUT_KEYS:
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise CifarlabError(f"{where}.{key}: expected text, got {entry.get(key)!r}")
+        left.append(LeftOut(str(name), entry["source"], entry["says"], entry["why"]))
+    return left
+
+
+def _known_keys(entry: Mapping, allowed: Sequence[str], where: str, elsewhere: Sequence[str] = (),
+                expect: str = "") -> None:
+    """Refuse a key not `allowed`: one another relation takes as not a key of this one, any other as
+    unknown, with the nearest known key."""
+    for key in entry:
+        if key in allowed:
+            continue
+        if key in elsewhere:
+            raise CifarlabError(f"{where}.{key}: not a key of an `expect: {expect}` claim; expected "
+                                f"{', '.join(sorted(allowed))}")
+        near = difflib.get_close_matches(str(key), [*allowed, *elsewhere], n=1)
+        raise CifarlabError(f"{where}.{key}: unknown key" + (f"; did you mean {near[0]}?" if near else
+                                                             f"; expected {', '.join(sorted(allowed))}"))
 
 
 def _claim(path: Path, name: str, entry: Any, study: Study) -> Claim | None:
     where = f"{path}: claims.{name}"
     if not isinstance(entry, Mapping):
         raise CifarlabError(f"{where}: expected a mapping with source, says, metric and expect")
-    for key in ("source", "says", "metric", "expect"):
+    expect = entry.get("expect")
+    relation = RELATIONS.get(expect) if isinstance(expect, str) else None
+    relation_keys = sorted({k for r in RELATIONS.values() for k in (*r.needs, *r.optional)})
+    _known_keys(entry, (*COMMON, *OPTIONAL, *((*relation.needs, *relation.optional) if relation else relation_keys)),
+                where, relation_keys, expect)
+    for key in COMMON:
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise CifarlabError(f"{where}.{key}: expected text, got {entry.get(key)!r}")
-    expect, metric = entry["expect"], entry["metric"]
-    if expect not in EXPECTATIONS:
-        raise CifarlabError(f"{where}.expect: expected one of {', '.join(EXPECTATIONS)}, got {expect!r}")
+    if relation is None:
+        raise CifarlabError(f"{where}.expect: expected one of {', '.join(RELATIONS)}, got {expect!r}")
+    metric = entry["metric"]
+    if metric.startswith("val."):
+        raise CifarlabError(f"{where}.metric: {metric} is on the validation images, which chose the checkpoint; "
+                            f"use test.{metric[4:]} (the Findings show validation beside it)")
     if metric not in METRIC_KINDS:
         raise CifarlabError(f"{where}.metric: expected one of {', '.join(METRIC_KINDS)}, got {metric!r}")
-    allowed = {"source", "says", "metric", "expect", *EXPECTATIONS[expect], *OPTIONAL,
-               *OPTIONAL_BY_EXPECTATION.get(expect, ())}
-    for key in entry:
-        if key not in allowed:
-            raise CifarlabError(f"{where}.{key}: not a key of an `expect: {expect}` claim; expected "
-                                f"{', '.join(sorted(allowed))}")
-    for key in EXPECTATIONS[expect]:
+    for key in relation.needs:
         if key not in entry:
             raise CifarlabError(f"{where}.{key}: an `expect: {expect}` claim needs it")
-    if METRIC_KINDS[metric] == "exact" and (expect not in EXACT_EXPECTATIONS or "a_base" in entry):
-        raise CifarlabError(f"{where}.expect: {metric} is measured without a test; a claim on it expects one of "
-                            f"{', '.join(EXACT_EXPECTATIONS)} (no a_base/b_base), got {expect!r}")
+    kind = METRIC_KINDS[metric]
+    if expect not in KIND_RELATIONS[kind]:
+        raise CifarlabError(f"{where}.expect: {metric} ({kind}) may expect one of {', '.join(KIND_RELATIONS[kind])}, "
+                            f"got {expect!r}")
     if expect == "at-chance" and not metric.endswith(".accuracy"):
         raise CifarlabError(f"{where}.metric: `expect: at-chance` compares an accuracy, got {metric!r}")
-    if ("a_base" in entry) != ("b_base" in entry) or ("a_base" in entry and expect not in ("more", "less")):
-        raise CifarlabError(f"{where}: a_base and b_base go together, in a `more` or `less` claim (a difference "
-                            "of changes)")
+    if ("a_base" in entry) != ("b_base" in entry):
+        raise CifarlabError(f"{where}: a_base and b_base go together (a difference of changes)")
+    if "a_base" in entry and kind == "exact":
+        raise CifarlabError(f"{where}.a_base: {metric} is a property of the model; compare it directly")
+    named = [entry[key] for key in ("a", "b", "a_base", "b_base") if key in entry]
+    if len(set(map(str, named))) != len(named):
+        raise CifarlabError(f"{where}: a, b (and a_base, b_base) must be different runs, got {', '.join(map(str, named))}")
     study_name = entry.get("study")
     by_study = study.replicates_by_study()  # original runs only: replicates are read with their original
     if study_name is not None and (not isinstance(study_name, str) or study_name not in study.reports):
@@ -153,10 +208,11 @@ def _claim(path: Path, name: str, entry: Any, study: Study) -> Claim | None:
         if key in entry and entry[key] not in originals:
             raise CifarlabError(f"{where}.{key}: expected a run of {f'study {study_name}' if study_name else 'runs:'} "
                                 f"that is not a replicate, got {entry[key]!r}")
+    fraction = metric in FRACTIONS
     return Claim(name=name, source=entry["source"], says=entry["says"], metric=metric, expect=expect,
                  study=study_name, reported=_text(entry, "reported", where), a=entry.get("a"), b=entry.get("b"),
                  a_base=entry.get("a_base"), b_base=entry.get("b_base"), runs=runs,
-                 value=_value(entry, where), margin=_positive(entry, "margin", where),
+                 value=_value(entry, where, fraction), margin=_margin(entry, where, fraction),
                  min_train_images=_count(entry, "min_train_images", where))
 
 
@@ -175,21 +231,27 @@ def _text(entry: Mapping, key: str, where: str) -> str | None:
     return entry.get(key)
 
 
-def _value(entry: Mapping, where: str) -> float | str | None:
+def _value(entry: Mapping, where: str, fraction: bool) -> float | str | None:
     value = entry.get("value")
     if value is None or value == LN_CLASSES:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise CifarlabError(f"{where}.value: expected a number or {LN_CLASSES}, got {value!r}")
+    if fraction and not 0 <= value <= 1:
+        raise CifarlabError(f"{where}.value: {entry['metric']} is a share: expected a value from 0 to 1 "
+                            f"(0.9 = 90%), got {value!r}")
     return float(value)
 
 
-def _positive(entry: Mapping, key: str, where: str) -> float | None:
-    value = entry.get(key)
+def _margin(entry: Mapping, where: str, fraction: bool) -> float | None:
+    value = entry.get("margin")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise CifarlabError(f"{where}.{key}: expected a number above 0, got {value!r}")
+        raise CifarlabError(f"{where}.margin: expected a number above 0, got {value!r}")
+    if fraction and value >= 1:
+        raise CifarlabError(f"{where}.margin: {entry['metric']} is a share: expected a margin below 1 "
+                            f"(0.01 = 1 point), got {value!r}")
     return float(value)
 
 

@@ -5,14 +5,14 @@ study under the section its `studies:` entry names, then the parameters every ru
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from cifarlab.config.claims import Claim
 from cifarlab.config.sections import RunConfig, Study
 from cifarlab.io import write_text
-from cifarlab.report.findings import findings_section
+from cifarlab.report.findings import findings_section, judge_all
+from cifarlab.report.forest import plot_findings, write_findings_table
 from cifarlab.report.inputs import ReportInputs, read_inputs
 from cifarlab.report.parameters import parameters_section, source_name
 from cifarlab.report.plots import confusion_counts, plot_confusion_matrices
@@ -21,17 +21,15 @@ from cifarlab.report.tables import OUTCOME_RULE, pct
 from cifarlab.report.view import StudyView
 
 READING_THE_COMPARISONS = (
-    "How to read the comparisons: test accuracy is given in percent, for a run with replicates (the same "
-    "settings, another seed for initialisation, data order and augmentation; the split is the same for all) as "
-    "the mean and its 95% Student-t interval, for a single run with its exact 95% binomial interval on the test "
-    "images. A - B is a difference in points with its 95% interval: paired t over the seeds when both runs "
-    "have the same seeds, Welch's t when they have different ones, and when either is a single run (or the "
-    "seeds agree to the image) the difference +- 2 binomial standard errors of the difference, since a gap "
-    "below about twice that is not evidence; that yardstick measures test-set noise, not seed noise. The "
-    "verdict is \"within noise\" when the interval holds 0, else the better run. Intervals from two seeds "
-    "are wide (t = 12.7 at one degree of freedom): \"within noise\" there means \"not shown\", not "
-    "\"equal\". Each comparison is tested on its own at 95%: of twenty comparisons with no real difference, "
-    "about one will still read \"better\".")
+    "How to read the comparisons below the Findings: test accuracy is given in percent as the mean over a run's "
+    "replicates (the same settings, another seed for initialisation, data order and augmentation; the split is "
+    "the same for all), with a 95% interval that holds both the seed-to-seed spread and the test images' noise "
+    "(paired over shared seeds and images; a run of one seed borrows its study's pooled seed variance). A - B is "
+    "a difference in points with such an interval; the test column says what it rests on. The verdict is "
+    "\"within noise\" when the interval holds 0, else the better run; under a profile that checks the pipeline "
+    "there is none. These comparisons are each tested on their own at 95%, for orientation: of twenty with no "
+    "real difference, about one will still read \"better\". The Findings are the verdicts, corrected as one "
+    "family.")
 
 
 def header(study: Study, inputs: ReportInputs) -> list[str]:
@@ -49,9 +47,9 @@ def header(study: Study, inputs: ReportInputs) -> list[str]:
         f"{pct(aggregates[best]['test']['accuracy']['mean'])}% (`{best}`"
         + (f", mean of {len(replicates[best])} seeds)" if len(replicates[best]) > 1 else ")")
         + (f"; diverged: {', '.join(f'`{r}`' for r in diverged)}" if diverged else "") + ". "
-        f"Trained on: {', '.join(devices)}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        "from `metrics/` (scores), `aggregates/` (scores over replicates), `plots/live/` (settings, curves, times) "
-        "and `plots/confusion/` by the "
+        f"Trained on: {', '.join(devices)}. Generated "
+        "from `metrics/` (scores), `aggregates/` (scores over replicates), `plots/live/` (settings, curves, times), "
+        "`plots/predictions/` (per-image answers) and `plots/confusion/` by the "
         "`report` stage; no number here is typed in.", "", *data_lines(study, inputs)]
 
 
@@ -119,21 +117,26 @@ def study_lines(study: Study, name: str, view: StudyView, confusion_dir: Path) -
 
 
 def write_report(study: Study, claims: list[Claim], *, metrics_dir: Path, aggregates_dir: Path, live_root: Path,
-                 quantile_dir: Path, weights_dir: Path, confusion_dir: Path, out_dir: Path) -> Path:
+                 quantile_dir: Path, weights_dir: Path, confusion_dir: Path, predictions_dir: Path,
+                 out_dir: Path) -> Path:
     """The report stage: `report.md` with its figures beside it in `out_dir`, one section per study.
 
     Which runs there are and how they group into studies come from params.yaml; everything about each run
     (its settings, data sizes, scores, curves) comes from what it recorded.
     """
     inputs = read_inputs(list(study.runs), metrics_dir=metrics_dir, aggregates_dir=aggregates_dir,
-                         live_root=live_root)
+                         live_root=live_root, predictions_dir=predictions_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    findings = judge_all(claims, inputs, study)
+    figure = plot_findings(findings, out_dir / "findings.png") if findings else None
+    write_findings_table(findings, out_dir / "findings.csv")
+    verdicts = not ({cfg.profile for cfg in inputs.configs.values()} & set(study.pipeline_profiles))
     lines = [*header(study, inputs), *provenance_notes(study, inputs.configs, inputs.records),
-             *findings_section(claims, inputs, study), READING_THE_COMPARISONS, "", OUTCOME_RULE, ""]
+             *findings_section(findings, figure), READING_THE_COMPARISONS, "", OUTCOME_RULE, ""]
     for name, names in study.runs_by_study().items():
         view = StudyView(name, names, {run: inputs.replicates[run] for run in names if run in inputs.replicates},
-                         inputs.configs, inputs.metrics, inputs.aggregates, inputs.histories, weights_dir,
-                         quantile_dir, out_dir)
+                         inputs.configs, inputs.metrics, inputs.aggregates, inputs.histories, inputs.correct,
+                         verdicts, weights_dir, quantile_dir, out_dir)
         lines += study_lines(study, name, view, confusion_dir)
     lines.append(parameters_section(inputs.configs, inputs.records, study))
     path = out_dir / "report.md"

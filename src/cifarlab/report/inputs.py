@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cifarlab.config.sections import RunConfig, replicate_groups
@@ -26,6 +27,7 @@ class ReportInputs:
     configs: dict[str, RunConfig]  # the settings each run trained with, from its record
     replicates: dict[str, list[str]]  # original run -> itself and its replicates
     aggregates: dict[str, dict[str, Any]]  # original run -> its metrics over its replicates
+    correct: dict[str, dict[str, np.ndarray]]  # run -> split (val, test) -> 1.0 per image it got right
 
 
 def load_metrics(metrics_dir: Path, live_root: Path, runs: list[str]) -> dict[str, dict[str, Any]]:
@@ -45,7 +47,18 @@ def load_aggregates(aggregates_dir: Path, originals: list[str]) -> dict[str, dic
             for run in originals}
 
 
-def read_inputs(runs: list[str], *, metrics_dir: Path, aggregates_dir: Path, live_root: Path) -> ReportInputs:
+def load_correct(predictions_dir: Path, run: str) -> dict[str, np.ndarray]:
+    """Per split, 1.0 for each image the run's best checkpoint got right, in the split's order, from the
+    evaluate stage's predictions (`split,index,predicted,actual`; a file without `split` holds test only)."""
+    table = pd.read_csv(require_input(predictions_dir / f"{run}.csv", f"the evaluate stage for {run}"))
+    if "split" not in table:
+        table = table.assign(split="test")
+    return {split: (rows.sort_values("index")["predicted"] == rows.sort_values("index")["actual"]).to_numpy(float)
+            for split, rows in table.groupby("split", sort=False)}
+
+
+def read_inputs(runs: list[str], *, metrics_dir: Path, aggregates_dir: Path, live_root: Path,
+                predictions_dir: Path) -> ReportInputs:
     """What `runs` recorded: scores, curves and settings; replicates grouped by the settings they recorded."""
     metrics = load_metrics(metrics_dir, live_root, runs)
     histories = {run: read_history(live_root / run) for run in runs}
@@ -53,4 +66,5 @@ def read_inputs(runs: list[str], *, metrics_dir: Path, aggregates_dir: Path, liv
     configs = {run: RunConfig.from_record(records[run]["run"]) for run in runs}
     replicates = replicate_groups(configs.values())
     aggregates = load_aggregates(aggregates_dir, list(replicates))
-    return ReportInputs(metrics, histories, records, configs, replicates, aggregates)
+    correct = {run: load_correct(predictions_dir, run) for run in runs}
+    return ReportInputs(metrics, histories, records, configs, replicates, aggregates, correct)

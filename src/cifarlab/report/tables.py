@@ -3,18 +3,14 @@ run, and the scores and comparison tables of a study's original runs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from cifarlab.analysis.stats import (
-    Difference,
-    accuracy_interval,
-    against_rate,
-    within_one_image,
-)
-from cifarlab.report.view import StudyView, difference, mean
+from cifarlab.analysis.stats import Estimate, accuracy_interval, against_rate
+from cifarlab.report.view import StudyView, accuracy_estimate, difference, mean
 
 SPLITS = ("train", "val", "test")
 SCORES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1"}
@@ -33,8 +29,18 @@ def signed_points(value: float) -> str:
     return f"{100 * value:+.2f}"
 
 
-def interval(diff: Difference) -> str:
-    return f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
+def interval(diff: Estimate) -> str:
+    return "[no interval]" if diff.missing else f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
+
+
+def comparison_verdict(view: StudyView, diff: Estimate, a: str, b: str) -> str:
+    """'within noise', '<a> better' or '<b> better' at 95% on its own; none under a pipeline-check profile,
+    and none without an interval."""
+    if diff.missing:
+        return f"no verdict ({diff.no_interval})"
+    if not view.verdicts:
+        return "no verdict (a pipeline-check profile)"
+    return {0: "within noise", 1: f"{a} better", -1: f"{b} better"}[diff.better]
 
 
 def _status(m: Mapping[str, Any]) -> str:
@@ -73,21 +79,21 @@ def cost_table(metrics: Mapping[str, Mapping[str, Any]], histories: Mapping[str,
     return markdown(rows)
 
 
-ACCURACY_INTERVALS = ("test accuracy [95% interval]: over replicates the mean and the t interval of the mean (seed "
-                      "noise), for a single run the exact binomial interval on the test images (test-set noise)")
+ACCURACY_INTERVALS = ("test accuracy [95% interval]: the mean over seeds, its interval holding seed-to-seed and "
+                      "test-image noise (a run of one seed borrows its study's pooled seed variance; with none to "
+                      "borrow, the exact binomial interval on the test images, test-image noise only)")
 
 
 def accuracy_cell(view: StudyView, run: str) -> str:
-    """Test accuracy in percent with a 95% interval: over replicates the t interval of the mean, for a
-    single run the exact binomial interval (see ACCURACY_INTERVALS)."""
-    summary, images = view.aggregates[run]["test"]["accuracy"], view.metrics[run]["test"]["images"]
-    if summary["count"] > 1 and within_one_image(summary["std"], images):
-        low, high = accuracy_interval(summary["mean"], images)  # the seeds agree: test-set noise is what is left
-        return f"{pct(summary['mean'])} [{pct(low)}, {pct(high)}] (all {summary['count']} seeds agree)"
-    if summary["count"] > 1:  # clipped: a t interval from two seeds can reach past 0 or 100%
-        return f"{pct(summary['mean'])} [{pct(max(summary['low'], 0.0))}, {pct(min(summary['high'], 1.0))}]"
-    low, high = accuracy_interval(summary["mean"], images)
-    return f"{pct(summary['mean'])} [{pct(low)}, {pct(high)}]"
+    """Test accuracy in percent with a 95% interval (see ACCURACY_INTERVALS)."""
+    estimate = accuracy_estimate(view, run)
+    if estimate.missing:
+        if len(view.replicates[run]) == 1 and math.isfinite(estimate.mean):
+            low, high = accuracy_interval(estimate.mean, view.metrics[run]["test"]["images"])
+            return f"{pct(estimate.mean)} [{pct(low)}, {pct(high)}] (images only)"
+        return f"{pct(estimate.mean)} [no interval]"
+    # clipped: a t interval from few seeds can reach past 0 or 100%
+    return f"{pct(estimate.mean)} [{pct(max(estimate.low, 0.0))}, {pct(min(estimate.high, 1.0))}]"
 
 
 def mean_text(view: StudyView, run: str, key: str) -> str:
@@ -141,7 +147,7 @@ def comparison_rows(view: StudyView, pairs: list[tuple[str, str]]) -> list[dict[
         rows.append({"A": f"`{a}`", "B": f"`{b}`", "A test accuracy [95% interval]": accuracy_cell(view, a),
                      "B test accuracy [95% interval]": accuracy_cell(view, b),
                      "A - B (points) [95% interval]": f"{signed_points(diff.mean)} {interval(diff)}",
-                     "test": diff.test, "verdict": diff.verdict(f"`{a}`", f"`{b}`")})
+                     "test": diff.test, "verdict": comparison_verdict(view, diff, f"`{a}`", f"`{b}`")})
     return rows
 
 

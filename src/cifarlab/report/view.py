@@ -10,7 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from cifarlab.analysis.stats import Difference, compare
+import numpy as np
+
+from cifarlab.analysis.stats import Estimate, PooledSeedVariance, RunSample, contrast
 from cifarlab.config.sections import RunConfig
 
 
@@ -26,6 +28,8 @@ class StudyView:
     metrics: Mapping[str, Any]
     aggregates: Mapping[str, Any]
     histories: Mapping[str, pd.DataFrame]
+    correct: Mapping[str, Mapping[str, np.ndarray]]  # run -> split -> 1.0 where its prediction was right
+    verdicts: bool  # False under a profile that checks the pipeline: its tables call no run better
     weights_dir: Path
     quantile_dir: Path
     out_dir: Path
@@ -53,6 +57,33 @@ def accuracy_by_seed(view: StudyView, run: str) -> dict[int, float]:
     return {view.configs[name].seed: view.metrics[name]["test"]["accuracy"] for name in view.replicates[run]}
 
 
-def difference(view: StudyView, a: str, b: str) -> Difference:
-    """A - B in test accuracy over the replicates of each (see `stats.compare`)."""
-    return compare(accuracy_by_seed(view, a), accuracy_by_seed(view, b), images=view.metrics[a]["test"]["images"])
+def accuracy_sample(view: StudyView, run: str) -> RunSample:
+    """Test accuracy of each replicate of `run` by seed, with its per-image right answers."""
+    names = view.replicates[run]
+    seed = {name: view.configs[name].seed for name in names}
+    if all("test" in view.correct.get(name, {}) for name in names):
+        return RunSample(accuracy_by_seed(view, run), {seed[n]: view.correct[n]["test"] for n in names})
+    images = view.metrics[run]["test"]["images"]
+    return RunSample(accuracy_by_seed(view, run), image_se={
+        seed[n]: float(np.sqrt(a * (1 - a) / images)) for n, a in
+        ((n, view.metrics[n]["test"]["accuracy"]) for n in names)})
+
+
+def pooled(view: StudyView) -> PooledSeedVariance | None:
+    """Test accuracy's seed-to-seed variance pooled over the study's replicated runs, for its runs of one."""
+    return PooledSeedVariance.of([accuracy_sample(view, run) for run in view.originals])
+
+
+def accuracy_estimate(view: StudyView, run: str) -> Estimate:
+    """A run's mean test accuracy over its seeds, with seed and test-image noise."""
+    return contrast([accuracy_sample(view, run)], [1], pooled(view))
+
+
+def difference(view: StudyView, a: str, b: str) -> Estimate:
+    """A - B in test accuracy over the replicates of each, with seed and test-image noise."""
+    return contrast([accuracy_sample(view, a), accuracy_sample(view, b)], [1, -1], pooled(view))
+
+
+def changes(view: StudyView, a: str, a_base: str, b: str, b_base: str) -> Estimate:
+    """(A - A base) - (B - B base) in test accuracy."""
+    return contrast([accuracy_sample(view, run) for run in (a, a_base, b, b_base)], [1, -1, -1, 1], pooled(view))

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from cifarlab.analysis.replicates import band
-from cifarlab.analysis.stats import Difference, compare_changes
+from cifarlab.analysis.stats import Estimate
 from cifarlab.config.sections import RunConfig
 from cifarlab.io import require_input
 from cifarlab.models import build_model, model_label
@@ -26,7 +26,7 @@ from cifarlab.report.tables import (
     pct,
     signed_points,
 )
-from cifarlab.report.view import StudyView, accuracy_by_seed, difference, mean
+from cifarlab.report.view import StudyView, changes, difference, mean
 
 SANITY_PAIR = ("torch_bn", "bn")  # (built-in, ours): the same BatchNorm twice
 
@@ -124,16 +124,16 @@ def sanity_section(view: StudyView) -> list[str]:
         lines += [f"- `{scratch}` vs `{builtin}` ({_seed_counts(view, scratch, builtin)}): test accuracy "
                   f"{accuracy_cell(view, scratch)} vs "
                   f"{accuracy_cell(view, builtin)}; difference {signed_points(diff.mean)} points "
-                  f"{interval(diff)} ({diff.test}): {sanity_verdict(diff)}; {curve_gap(view, scratch, builtin)}."]
+                  f"{interval(diff)} ({diff.test}): {sanity_verdict(view, diff)}; {curve_gap(view, scratch, builtin)}."]
     return lines + [""]
 
 
-def sanity_verdict(diff: Difference) -> str:
+def sanity_verdict(view: StudyView, diff: Estimate) -> str:
     """Whether the twins differ, and when they do not, the smallest difference these runs could have shown:
     an interval that holds 0 rules out only a bug larger than its reach from 0."""
     if diff.missing:
-        return "no verdict (a score is missing)"
-    if diff.better:
+        return f"no verdict ({diff.no_interval})"
+    if diff.better and view.verdicts:
         return "**they differ**: a bug, or an implementation detail worth finding"
     reach = max(-diff.low, diff.high)
     return (f"no difference shown, but only one larger than {100 * reach:.2f} points could have shown here; "
@@ -188,12 +188,12 @@ def batch_sensitivity(view: StudyView, pairs: list[tuple[str, str]]) -> list[str
     lines = []
     for (small, large), (ref_small, ref_large) in same_change:
         norm, reference = view.configs[small].model.norm, view.configs[ref_small].model.norm
-        diff = compare_changes(*(accuracy_by_seed(view, run) for run in (small, large, ref_small, ref_large)),
-                               images=view.metrics[small]["test"]["images"])
-        said = {0: ("no verdict (a score is missing)" if diff.missing else
+        diff = changes(view, small, large, ref_small, ref_large)
+        said = {0: (f"no verdict ({diff.no_interval})" if diff.missing else
+                    "no verdict (a pipeline-check profile)" if not view.verdicts else
                     "within noise: no evidence that either is more sensitive to the batch size"),
                 1: f"`{norm}` gains more (or loses less) from the smaller batch",
-                -1: f"`{reference}` gains more (or loses less) from the smaller batch"}[diff.better]
+                -1: f"`{reference}` gains more (or loses less) from the smaller batch"}[diff.better if view.verdicts else 0]
         lines.append(f"- From batch {batches((small, large))[1]} to {batches((small, large))[0]}, `{norm}` changes by "
                      f"{signed_points(difference(view, small, large).mean)} points and `{reference}` by "
                      f"{signed_points(difference(view, ref_small, ref_large).mean)}; the difference of the changes "
