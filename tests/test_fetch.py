@@ -108,10 +108,12 @@ def no_proxy(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-def test_fetch_unreachable_url_names_data_source(tmp_path, no_proxy):
+def test_fetch_unreachable_url_names_data_source_and_how_to_use_a_local_archive(tmp_path, no_proxy):
     url = "http://127.0.0.1:9/x.tar.gz"  # the discard port: nothing listens, refused at once
-    with pytest.raises(CifarlabError, match=f"data.source: cannot download {url}"):
+    with pytest.raises(CifarlabError, match=f"data.source: cannot download {url}") as info:
         fetch_archive(url, tmp_path / "dest.tar.gz", expected_md5=None)
+    assert "dvc exp run -S data.source=PATH/cifar-10-python.tar.gz" in str(info.value)
+    assert "\n" not in str(info.value)
     assert not (tmp_path / "dest.tar.gz").exists()
 
 

@@ -25,6 +25,10 @@ PROGRESS_EVERY_S = 5.0
 
 PROGRESS_EVERY_FRACTION = 0.1
 
+# Said after a download that failed on the way (no network, a proxy, a mirror gone): the way round it.
+LOCAL_ARCHIVE = ("to use a copy of the archive instead, run `dvc exp run -S data.source=PATH/cifar-10-python.tar.gz` "
+                 "or set data.source in params.yaml to its path")
+
 
 def is_url(source: str) -> bool:
     """True when `source` is an http, https, ftp or file URL (else it is a local path)."""
@@ -69,14 +73,14 @@ def _download(url: str, dest: Path, expected_md5: str | None) -> dict:
             check_archive_layout(tmp, shown_as=f"data.source: {url}")
     except urllib.error.HTTPError as err:
         raise CifarlabError(
-            f"data.source: cannot download {url}: HTTP {err.code} {one_line(err.reason)}"
+            f"data.source: cannot download {url}: HTTP {err.code} {one_line(err.reason)}; {LOCAL_ARCHIVE}"
         ) from None
     except urllib.error.URLError as err:
         reason = one_line(err.reason)
-        raise CifarlabError(f"data.source: cannot download {url}: {reason}") from None
+        raise CifarlabError(f"data.source: cannot download {url}: {reason}; {LOCAL_ARCHIVE}") from None
     except (OSError, ValueError) as err:  # resets, timeouts, malformed URLs, an unwritable dest
         raise CifarlabError(
-            f"data.source: cannot download {url} to {dest}: {one_line(err)}"
+            f"data.source: cannot download {url} to {dest}: {one_line(err)}; {LOCAL_ARCHIVE}"
         ) from None
     return sums
 
