@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cifarlab.errors import CifarlabError
 from cifarlab.models import build_model
 from cifarlab.models.checkpoints import load_model, save_model
+from cifarlab.train.resume import TrainState, save_resume_state
 
 CPU = torch.device("cpu")
 
@@ -41,19 +43,43 @@ def _weights_of_another_model(path: Path, tiny_run) -> None:
     save_model(path, build_model(tiny_run(arch="simplenn", norm="nn").model), run, summary={}, data={})
 
 
+def _resume_state(path: Path, tiny_run) -> None:
+    model = build_model(tiny_run().model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_resume_state(path, "fingerprint", TrainState(epoch=1), model, optimizer, scheduler, CPU)
+
+
+def _npy(path: Path, tiny_run) -> None:
+    with open(path, "wb") as out:  # np.save would add .npy to the name
+        np.save(out, np.zeros(3))
+
+
+NOT_A_MODEL = "not a cifarlab model file; expected a model file that the train stage wrote (models/<run>.pt)"
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda path, tiny_run: None, "no model file; run the train stage first"),
-    (lambda path, tiny_run: path.write_bytes(b""), "not a cifarlab model file"),
-    (lambda path, tiny_run: path.write_text("a model, honestly\n"), "not a cifarlab model file"),
+    (lambda path, tiny_run: path.write_bytes(b""), f"an empty file, {NOT_A_MODEL}"),
+    (lambda path, tiny_run: path.write_text("a model, honestly\n"), f"a text file, {NOT_A_MODEL}"),
+    (lambda path, tiny_run: path.mkdir(), f"a folder, {NOT_A_MODEL}"),
+    (_resume_state, f"a resume state of the train stage (models/resume/<run>.pt), {NOT_A_MODEL}"),
+    (_npy, f"a NumPy .npy array, {NOT_A_MODEL}"),
+    # PyTorch refuses it with a page of advice in bold: the line says why instead
+    (lambda path, tiny_run: torch.save({"state": np.random.get_state()}, path),
+     "not a cifarlab model file: it holds objects other than tensors, left unread since unpickling them could "
+     "run code; expected a model file"),
+    (lambda path, tiny_run: path.write_bytes(b"PK\x03\x04 a zip that is no model"), "not a cifarlab model file ("),
     (lambda path, tiny_run: torch.save(torch.zeros(3), path), "not a cifarlab model file"),
     (lambda path, tiny_run: torch.save({"model_state": {}}, path), "not a cifarlab model file"),
     (_truncated, "not a cifarlab model file"),
     (_weights_of_another_model, "not a cifarlab model file"),
-], ids=["missing", "empty", "text", "a tensor", "no run record", "truncated", "weights of another model"])
+], ids=["missing", "empty", "text", "folder", "resume state", "npy", "foreign pickle", "garbage", "a tensor",
+        "no run record", "truncated", "weights of another model"])
 def test_a_file_that_is_not_a_model_file_is_refused_in_one_line_naming_it(tiny_run, tmp_path, make, expected):
     path = tmp_path / "model.pt"
     make(path, tiny_run)
     with pytest.raises(CifarlabError) as info:
         load_model(path, CPU)
     message = str(info.value)
-    assert message.startswith(f"{path}: {expected}") and "\n" not in message
+    assert message.startswith(f"{path}: {expected}") and "\n" not in message and "\x1b" not in message

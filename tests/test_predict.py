@@ -28,6 +28,7 @@ from cifarlab.data.split import load_split, make_split, save_split
 from cifarlab.models import build_model
 from cifarlab.models.checkpoints import save_model
 from cifarlab.predict import main, read_images
+from cifarlab.train.resume import TrainState, save_resume_state
 
 CPU = torch.device("cpu")
 PREVIOUS = "index,class,name\n0,0,an earlier, complete file\n"
@@ -178,8 +179,10 @@ IMAGES = np.zeros((2, 32, 32, 3), dtype=np.uint8)
 
 @pytest.mark.parametrize(("make", "expected"), [
     (None, "no such file"),
-    (_write(b"index,class\n0,1\n"), "neither a .npy array nor a CIFAR-10 python batch"),
-    (_write(b""), "neither a .npy array nor a CIFAR-10 python batch"),
+    (lambda path: path.mkdir(), "a folder; expected a .npy array"),
+    (_write(b"index,class\n0,1\n"), "a text file; expected a .npy array"),
+    (_write(b""), "an empty file; expected a .npy array"),
+    (_write(b"\x80\x04 not a pickle"), "neither a .npy array nor a CIFAR-10 python batch"),
     (_write(b"\x93NUMPY\x01\x00 truncated"), "not a readable .npy array"),
     (_npy(np.array([{"x": 1}], dtype=object)), "not a readable .npy array"),
     (_hostile, "forbidden global"),
@@ -192,9 +195,9 @@ IMAGES = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     (_npy(IMAGES.reshape(2, -1)), "got shape (2, 3072)"),
     (_npy(IMAGES[:0]), "holds no images (N = 0)"),
     (_write(pickle.dumps({"data": np.zeros((0, 3072), dtype=np.uint8)})), "holds no images (N = 0)"),
-], ids=["missing", "text", "empty file", "truncated npy", "object npy", "code in a pickle", "batch without data",
-        "batch rows of 1024", "batch of int64", "float32", "N x 32 x 3 x 32", "one image", "flat rows",
-        "empty npy", "empty batch"])
+], ids=["missing", "folder", "text", "empty file", "binary", "truncated npy", "object npy", "code in a pickle",
+        "batch without data", "batch rows of 1024", "batch of int64", "float32", "N x 32 x 3 x 32", "one image",
+        "flat rows", "empty npy", "empty batch"])
 def test_bad_images_are_one_line_naming_the_file_and_leave_the_output_untouched(trained, tmp_path, monkeypatch,
                                                                                 capsys, make, expected):
     images, out = tmp_path / "holdout.npy", tmp_path / "predictions.csv"
@@ -220,12 +223,23 @@ def _twenty_classes(path: Path, tiny_run) -> None:
                data={"mean": [0.5] * 3, "std": [0.25] * 3})
 
 
+def _resume_state(path: Path, tiny_run) -> None:
+    model = build_model(tiny_run().model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_resume_state(path, "fingerprint", TrainState(epoch=1), model, optimizer, scheduler, CPU)
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda path, tiny_run: None, "no model file"),
-    (lambda path, tiny_run: path.write_text("a model, honestly\n"), "not a cifarlab model file"),
+    (lambda path, tiny_run: path.write_text("a model, honestly\n"), "a text file, not a cifarlab model file; expected "
+                                                                    "a model file that the train stage wrote"),
+    (lambda path, tiny_run: path.mkdir(), "a folder, not a cifarlab model file; expected a model file"),
+    (_resume_state, "a resume state of the train stage (models/resume/<run>.pt), not a cifarlab model file; "
+                    "expected a model file that the train stage wrote (models/<run>.pt)"),
     (_no_statistics, "not a cifarlab model file (expected the train split's mean and std"),
     (_twenty_classes, "a model of 20 classes"),
-], ids=["missing", "text", "no statistics", "20 classes"])
+], ids=["missing", "text", "folder", "resume state", "no statistics", "20 classes"])
 def test_a_bad_model_file_is_one_line_naming_it_and_leaves_the_output_untouched(trained, tiny_run, tmp_path,
                                                                                  monkeypatch, capsys, make,
                                                                                  expected):
@@ -238,6 +252,21 @@ def test_a_bad_model_file_is_one_line_naming_it_and_leaves_the_output_untouched(
     assert_one_line_error(result, model)
     assert expected in result.stderr
     assert out.read_text() == PREVIOUS
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda path, trained, tiny_run: path.write_bytes(trained["model"].read_bytes()),
+     "a cifarlab model file; expected a .npy array"),
+    (lambda path, trained, tiny_run: _resume_state(path, tiny_run),
+     "a resume state of the train stage (models/resume/<run>.pt); expected a .npy array"),
+], ids=["a model", "a resume state"])
+def test_a_model_or_resume_file_given_as_the_images_is_named_as_what_it_is(trained, tiny_run, tmp_path, monkeypatch,
+                                                                          capsys, make, expected):
+    images = tmp_path / "holdout.npy"
+    make(images, trained, tiny_run)
+    result = predict_in_process(monkeypatch, capsys, trained["model"], images, "--out", tmp_path / "p.csv")
+    assert_one_line_error(result, images)
+    assert f"{images}: {expected}" in result.stderr
 
 
 def test_bad_images_are_refused_before_the_model_is_read(trained, tmp_path, monkeypatch, capsys):

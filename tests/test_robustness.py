@@ -22,6 +22,7 @@ from checkout import ROOT, copy_code
 
 from cifarlab.config.publish import write_settings
 from cifarlab.config.resolve import load_study
+from cifarlab.errors import one_line
 from cifarlab.io import atomic_path, write_json, write_text
 
 TRAIN_OUTPUTS = ["--split", "x", "--model", "y", "--live", "z", "--checkpoint", "w"]
@@ -168,6 +169,12 @@ def test_files_written_atomically_get_the_mode_of_any_new_file_under_the_umask(t
     assert modes == dict.fromkeys(written, oct(mode))
 
 
+def test_one_line_makes_hostile_text_one_line_of_plain_text():
+    # A file's own text reaches the message (PyTorch's advice came in bold): a terminal must show it as text.
+    assert one_line("a \x1b[1mbold\x1b[0m word\x07\nand\ta\rline") == "a bold word and a line"
+    assert one_line("x" * 300) == "x" * 197 + "..."
+
+
 # --- 2. bad params: one line, exit 2, before any work ------------------------------------------
 
 
@@ -265,7 +272,7 @@ def test_a_missing_or_bad_settings_file_stops_the_stage_with_one_line_naming_it_
 
 @pytest.mark.parametrize(("content", "expected"), [
     (None, "y: no model file; run the train stage first"),
-    (b"", "y: not a cifarlab model file"),
+    (b"", "y: an empty file, not a cifarlab model file"),
     (b"PK\x03\x04 a zip that is no model", "y: not a cifarlab model file"),
 ], ids=["missing", "empty", "garbage"])
 def test_a_file_that_is_not_a_model_stops_evaluate_with_one_line_naming_it(tmp_path, study_params, run_here, content,

@@ -32,7 +32,7 @@ from cifarlab.data.archive import ROW_LENGTH, ArrayOnlyUnpickler
 from cifarlab.data.loader import IMAGE_SIZE, ResidentDataset
 from cifarlab.errors import CifarlabError, one_line
 from cifarlab.io import atomic_path
-from cifarlab.models.checkpoints import load_model
+from cifarlab.models.checkpoints import NPY_MAGIC, describe_file, load_model
 from cifarlab.train.device import resolve_device
 from cifarlab.train.inference import TrainedScorer, eval_batch_size_for
 
@@ -42,7 +42,6 @@ CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "
 
 NCHW = (3, IMAGE_SIZE, IMAGE_SIZE)
 NHWC = (IMAGE_SIZE, IMAGE_SIZE, 3)
-NPY_MAGIC = b"\x93NUMPY"
 EXPECTED = (f"a .npy array of uint8 images, N x {IMAGE_SIZE} x {IMAGE_SIZE} x 3 or N x 3 x {IMAGE_SIZE} x "
             f"{IMAGE_SIZE}, or a CIFAR-10 python batch")
 
@@ -53,6 +52,8 @@ def read_images(path: Path) -> np.ndarray:
     The kind of file is told by its first bytes, not its name; anything else is a user error naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CifarlabError(f"{path}: a folder; expected {EXPECTED}")
     if not path.is_file():
         raise CifarlabError(f"{path}: no such file; expected {EXPECTED}")
     with open(path, "rb") as stream:
@@ -83,6 +84,9 @@ def _read_pickle(path: Path) -> Any:
             # latin1: the official batches were pickled by Python 2, whose byte strings decode 1:1
             return ArrayOnlyUnpickler(stream, encoding="latin1").load()
     except Exception as err:  # noqa: BLE001  (whatever a foreign or hostile file raises means the same)
+        kind = describe_file(path)  # the unpickler's complaint about a text file or a model means nothing to a user
+        if kind:
+            raise CifarlabError(f"{path}: {kind}; expected {EXPECTED}") from None
         raise CifarlabError(f"{path}: neither a .npy array nor a CIFAR-10 python batch ({one_line(err)}); "
                             f"expected {EXPECTED}") from None
 
