@@ -98,14 +98,14 @@ def _entry(expect: str, **keys) -> dict:
 ])
 def test_a_key_that_its_expect_does_not_take_is_refused(tmp_path, study, expect, key, value):
     message = _error(tmp_path, study, **_entry(expect, **{key: value}))
-    assert message.startswith(f"claims.c.{key}: " + ("unknown key" if key == "typo" else
+    assert message.startswith(f"claims.c.{key}: " + ("not a key of a claim" if key == "typo" else
                                                      f"not a key of an `expect: {expect}` claim")), message
 
 
 @pytest.mark.parametrize(("typo", "meant"), [("expext", "expect"), ("marign", "margin"), ("sourse", "source")])
-def test_an_unknown_key_is_named_as_unknown_with_the_nearest_known_one(tmp_path, study, typo, meant):
+def test_an_unknown_key_is_named_with_the_nearest_known_one(tmp_path, study, typo, meant):
     entry = {**_entry("same"), typo: "x"}
-    assert _error(tmp_path, study, **entry) == f"claims.c.{typo}: unknown key; did you mean {meant}?"
+    assert _error(tmp_path, study, **entry) == f"claims.c.{typo}: not a key of a claim; did you mean {meant}?"
 
 
 def test_b_is_optional_only_for_measured(tmp_path, study):

@@ -3,14 +3,11 @@ against hand values, and judged claims on metrics and per-image answers made up 
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 from conftest import new_study_params
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-
-import numpy as np
 
 from cifarlab.analysis.stats import Estimate
 from cifarlab.config.claims import Claim

@@ -213,8 +213,9 @@ def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_lis
     assert "metrics/${key}.json" in _outputs("evaluate")
     assert _outputs("aggregate") == {"aggregates"}  # one file per original run, replicates folded in
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
-    assert set(plots) == {"plots/curves", "plots/curves-by-time"}
+    assert set(plots) == {"plots/curves", "plots/curves-by-time", "report/findings.csv"}
     assert {"plots/curves", "plots/curves-by-time"} <= _outputs("curves")
+    assert "report" in _outputs("report")  # the Findings' rows, one per claim, inside the report's folder
     assert _declared("evaluate", "plots")["plots/confusion/${key}.csv"]["template"] == "confusion_counts"
 
 

@@ -155,8 +155,8 @@ def _known_keys(entry: Mapping, allowed: Sequence[str], where: str, elsewhere: S
             raise CifarlabError(f"{where}.{key}: not a key of an `expect: {expect}` claim; expected "
                                 f"{', '.join(sorted(allowed))}")
         near = difflib.get_close_matches(str(key), [*allowed, *elsewhere], n=1)
-        raise CifarlabError(f"{where}.{key}: unknown key" + (f"; did you mean {near[0]}?" if near else
-                                                             f"; expected {', '.join(sorted(allowed))}"))
+        raise CifarlabError(f"{where}.{key}: not a key of a claim" + (f"; did you mean {near[0]}?" if near else
+                                                                      f"; expected {', '.join(sorted(allowed))}"))
 
 
 def _claim(path: Path, name: str, entry: Any, study: Study) -> Claim | None:

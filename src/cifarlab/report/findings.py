@@ -21,7 +21,13 @@ import numpy as np
 from statsmodels.stats.multitest import multipletests
 
 from cifarlab.analysis.curves import curve_metric
-from cifarlab.analysis.stats import ALPHA, Estimate, PooledSeedVariance, RunSample, contrast
+from cifarlab.analysis.stats import (
+    ALPHA,
+    Estimate,
+    PooledSeedVariance,
+    RunSample,
+    contrast,
+)
 from cifarlab.config.claims import ANY_PROFILE, FRACTIONS, LN_CLASSES, Claim
 from cifarlab.config.relations import FOR, RELATIONS, Decision
 from cifarlab.config.sections import Study

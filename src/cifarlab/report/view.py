@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 
 from cifarlab.analysis.stats import Estimate, PooledSeedVariance, RunSample, contrast
 from cifarlab.config.sections import RunConfig
