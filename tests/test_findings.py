@@ -158,7 +158,7 @@ def test_holm_adjusts_the_family_as_statsmodels_does_and_the_verdict_follows_the
     assert [f.adjusted_p for f in adjusted] == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert [f.adjusted_p for f in adjusted] == pytest.approx(list(multipletests(decisions, method="holm")[1]))
     assert [f.verdict for f in adjusted] == [REPRODUCED, NOT_SHOWN, NOT_SHOWN, REPRODUCED]
-    assert adjusted[1].why == "p = 0.04 alone, 0.06 after Holm over 4 claims"
+    assert adjusted[1].why == "p = 0.04 alone (leaning for the claim), 0.06 after Holm over 4 claims"
 
 
 def test_a_family_member_leaning_against_the_claim_is_contradicted():

@@ -129,6 +129,8 @@ class Values:
 def _fmt(claim: Claim, value: float) -> str:
     if claim.metric in ("model.parameters", "model.macs_per_image"):
         return f"{value:,.0f}"
+    if claim.metric.startswith("curve.") and claim.metric in FRACTIONS:  # a gain or a spread of accuracy
+        return f"{100 * value:.2f} points"
     if claim.metric in FRACTIONS:
         return f"{100 * value:.2f}%"
     return f"{value:.3g}" if claim.metric == "seconds_per_epoch" else f"{value:.4f}"
@@ -140,13 +142,13 @@ def _fmt_signed(claim: Claim, value: float) -> str:
     return f"{value:+.3g}" if claim.metric == "seconds_per_epoch" else f"{value:+.4f}"
 
 
-def _fmt_interval(claim: Claim, estimate: Estimate, shift: float = 0.0) -> str:
+def _fmt_interval(claim: Claim, estimate: Estimate, shift: float | None = None) -> str:
+    """A difference's interval, signed; with `shift` (a run's own value: the estimate plus its reference),
+    the run's interval as its metric reads."""
     low, high = estimate.interval()
-    if claim.metric in FRACTIONS:
-        if shift:
-            return f"[{100 * (low + shift):.2f}%, {100 * (high + shift):.2f}%]"
-        return f"[{100 * low:+.2f}, {100 * high:+.2f}]"
-    return f"[{low + shift:.4g}, {high + shift:.4g}]"
+    if shift is None:
+        return f"[{100 * low:+.2f}, {100 * high:+.2f}]" if claim.metric in FRACTIONS else f"[{low:+.4g}, {high:+.4g}]"
+    return f"[{_fmt(claim, low + shift)}, {_fmt(claim, high + shift)}]"
 
 
 def _points(claim: Claim, value: float) -> str:
@@ -286,7 +288,9 @@ def holm(findings: list[Finding]) -> list[Finding]:
         if p < ALPHA:
             verdict, why = (REPRODUCED if f.decision.side == FOR else CONTRADICTED), ""
         elif f.decision.p < ALPHA:
-            verdict, why = NOT_SHOWN, f"p = {_p(f.decision.p)} alone, {_p(p)} after Holm over {len(tested)} claims"
+            side = "for" if f.decision.side == FOR else "against"
+            verdict, why = NOT_SHOWN, (f"p = {_p(f.decision.p)} alone (leaning {side} the claim), {_p(p)} after "
+                                       f"Holm over {len(tested)} claims")
         else:
             verdict, why = NOT_SHOWN, _undecided(f)
         out[i] = dataclasses.replace(f, verdict=verdict, why=why, adjusted_p=float(p))

@@ -74,7 +74,7 @@ def plot_findings(findings: list[Finding], path: Path) -> Path | None:
         axes.grid(axis="x", alpha=0.3)
     handles = [figure.axes[0].plot([], [], color=colour, linewidth=2.5, label=verdict.strip("*"))[0]
                for verdict, colour in COLOURS.items()]
-    figure.legend(handles=handles, loc="outside upper center", ncol=3, fontsize="small")
+    figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize="small")
     figure.suptitle("Findings: each claim's 95% interval (seed and image noise); dotted: its margin", fontsize="medium")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)

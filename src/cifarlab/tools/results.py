@@ -1,0 +1,268 @@
+"""Results bundles: a study's finished runs as committed evidence, and the report regenerated from them.
+
+    python -m cifarlab.tools.results collect CHECKOUT --study NAME --out docs/results/<profile>-<NAME>
+                                             [--times TIMES.tsv] [--machine MACHINE.txt]
+    python -m cifarlab.tools.results report BUNDLE [--claims claims.yaml]
+    python -m cifarlab.tools.results page docs/results [--claims claims.yaml] [--readme README.md]
+
+`collect` takes study NAME's runs from a checkout whose pipeline trained them (`dvc repro` there): each
+run's settings file, curves (its DVCLive folder) and model, which it scores again with this checkout's
+evaluation code (the same checkpoint gives the same scores; the answers file gains what newer code
+writes, such as per-image validation answers), refusing a run whose test accuracy differs from what the
+checkout's evaluate stage recorded. It writes the provenance (the commit the runs trained at, the commit
+that scored them, the machine, each run's wall-clock start and end), then the report.
+
+`report` regenerates a bundle's report from the bundle alone, without training: its aggregates, feature
+quantile figures and `report/` with the Findings, by the report stage's own code. Run twice, it writes
+the same bytes.
+
+`page` writes `docs/results/README.md`, every claim's verdict over every bundle, and the headline block of
+the README (between its `results:begin` and `results:end` markers): what each study found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifarlab.analysis.evaluation import evaluate_run
+from cifarlab.analysis.replicates import write_aggregates
+from cifarlab.config.claims import CLAIMS_FILE, read_claims, read_left_out
+from cifarlab.config.records import read_study_settings
+from cifarlab.config.sections import Study
+from cifarlab.errors import CifarlabError
+from cifarlab.io import write_json, write_text
+from cifarlab.report.document import write_report
+from cifarlab.report.findings import (
+    CONTRADICTED,
+    NOT_SHOWN,
+    REPRODUCED,
+    Finding,
+    holm,
+    judge,
+)
+from cifarlab.report.inputs import read_inputs
+from cifarlab.report.plots import write_quantile_figures
+from cifarlab.report.tables import markdown
+
+STUDY_FILE, PROVENANCE_FILE = "study.json", "provenance.json"
+PARTS = ("metrics", "predictions", "confusion", "weights", "live", "settings")
+
+
+def _study_record(checkout: Path, study: str) -> dict[str, Any]:
+    """The checkout's study settings with only study `study`'s runs (and their replicates)."""
+    record = json.loads((checkout / "data" / "study.json").read_text())
+    runs = {name: run for name, run in record["runs"].items() if run["study"] == study}
+    if not runs:
+        raise CifarlabError(f"{checkout / 'data' / 'study.json'}: no run of study {study!r}")
+    return {**record, "runs": runs}
+
+
+def _git(checkout: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def _times(path: Path | None, runs: list[str]) -> dict[str, dict[str, Any]]:
+    """Each run's wall-clock start and end (seconds since the epoch) and slot, from a `run<TAB>start<TAB>end
+    <TAB>outcome<TAB>slot` log of whatever spread the runs; the last line of a run counts (a resumed one)."""
+    if path is None:
+        return {}
+    times = {}
+    for line in path.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 5 and fields[0] in runs:
+            times[fields[0]] = {"start": int(fields[1]), "end": int(fields[2]), "outcome": fields[3],
+                                "slot": fields[4]}
+    return times
+
+
+def collect(checkout: Path, study_name: str, out: Path, times: Path | None, machine: Path | None) -> None:
+    record = _study_record(checkout, study_name)
+    if out.exists():
+        raise CifarlabError(f"{out}: exists; a retrain is a new bundle, so choose another name or remove it")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
+    try:
+        write_json(staging / STUDY_FILE, record)
+        for run in record["runs"]:
+            shutil.copyfile(checkout / "data" / "runs" / f"{run}.json", _part(staging, "settings", run, ".json"))
+            # copyfile: the bundle's files take this user's mode, not the checkout's
+            shutil.copytree(checkout / "plots" / "live" / run, staging / "live" / run, copy_function=shutil.copyfile)
+            metrics = evaluate_run(checkout / "models" / f"{run}.pt", checkout / "data" / "split", torch.device("cpu"),
+                                   metrics_path=_part(staging, "metrics", run, ".json"),
+                                   predictions_path=_part(staging, "predictions", run, ".csv"),
+                                   confusion_path=_part(staging, "confusion", run, ".csv"),
+                                   weights_path=_part(staging, "weights", run, ".csv"))
+            recorded = json.loads((checkout / "metrics" / f"{run}.json").read_text())
+            if recorded["test"]["accuracy"] != metrics["test"]["accuracy"]:
+                raise CifarlabError(f"{run}: scored {metrics['test']['accuracy']} on test here against "
+                                    f"{recorded['test']['accuracy']} by the checkout's evaluate stage")
+        runs = list(record["runs"])
+        write_json(staging / PROVENANCE_FILE, {
+            "study": study_name, "profile": record["profile"], "runs": len(runs),
+            "trained_at": {"commit": _git(checkout, "rev-parse", "HEAD^"),
+                           "params_commit": _git(checkout, "rev-parse", "HEAD"),
+                           "note": "the checkout's HEAD holds its params.yaml (the study's runs and replicates) "
+                                   "on top of the project's commit HEAD^"},
+            "scored_at": {"commit": _git(Path.cwd(), "rev-parse", "HEAD")},
+            "machine": (machine.read_text().strip().splitlines() if machine else [platform.processor()]),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "wall_clock": _times(times, runs)})
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report(out, CLAIMS_FILE)
+
+
+def _part(bundle: Path, part: str, run: str, suffix: str) -> Path:
+    path = bundle / part / f"{run}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_bundle_study(bundle: Path) -> Study:
+    return read_study_settings(bundle / STUDY_FILE)
+
+
+def report(bundle: Path, claims_path: Path) -> Path:
+    """The bundle's aggregates and report, from the bundle alone."""
+    study = read_bundle_study(bundle)
+    shutil.rmtree(bundle / "aggregates", ignore_errors=True)
+    write_aggregates(study.replicates(), {name: run.seed for name, run in study.runs.items()}, bundle / "metrics",
+                     bundle / "aggregates")
+    with tempfile.TemporaryDirectory() as quantiles:
+        write_quantile_figures(study.runs_by_study(), bundle / "live", Path(quantiles))
+        shutil.rmtree(bundle / "report", ignore_errors=True)
+        return write_report(study, read_claims(claims_path, study), metrics_dir=bundle / "metrics",
+                            aggregates_dir=bundle / "aggregates", live_root=bundle / "live",
+                            quantile_dir=Path(quantiles), weights_dir=bundle / "weights",
+                            confusion_dir=bundle / "confusion", predictions_dir=bundle / "predictions",
+                            out_dir=bundle / "report")
+
+
+def bundles(results: Path) -> list[Path]:
+    return sorted(path.parent for path in results.glob(f"*/{STUDY_FILE}"))
+
+
+def page(results: Path, claims_path: Path, readme: Path | None) -> None:
+    found = bundles(results)
+    if not found:
+        raise CifarlabError(f"{results}: no bundle (a folder with {STUDY_FILE})")
+    write_text(results / "README.md", "\n".join(results_page(found, claims_path, results)))
+    if readme is not None:
+        text = readme.read_text()
+        begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+        if begin not in text or end not in text:
+            raise CifarlabError(f"{readme}: no {begin} ... {end} block to write the headline into")
+        head, rest = text.split(begin, 1)
+        block = "\n".join(headline_lines(found, claims_path, readme.parent))
+        write_text(readme, f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}")
+
+
+TITLES = {"norm": "Normalization and batch size (COL775 A1)", "lab": "The lab pipeline (ECE 661 HW2 Labs 1-2)",
+          "lab3": "ResNet-20 against SimpleNN (HW2 Lab 3 (a))", "resnet20": "ResNet-20 past 90% (HW2 Lab 3 (b))",
+          "arch": "ResNet vs plain vs VGG-11", "vggnorm": "VGG-11 without a norm, with BN, with GN"}
+
+
+def bundle_findings(bundle: Path, claims_path: Path) -> list[Finding]:
+    """A bundle's claims judged on its runs, before any family's correction."""
+    study = read_study_settings(bundle / "study.json")
+    inputs = read_inputs(list(study.runs), metrics_dir=bundle / "metrics", aggregates_dir=bundle / "aggregates",
+                         live_root=bundle / "live", predictions_dir=bundle / "predictions")
+    return [judge(claim, inputs, study) for claim in read_claims(claims_path, study)]
+
+
+def _all(bundles: list[Path], claims_path: Path) -> list[tuple[Path, Finding]]:
+    """Every bundle's findings, one family: Holm over every claim with a test on the page."""
+    pairs = [(bundle, finding) for bundle in bundles for finding in bundle_findings(bundle, claims_path)]
+    adjusted = holm([finding for _, finding in pairs])
+    return [(bundle, finding) for (bundle, _), finding in zip(pairs, adjusted)]
+
+
+def _study(bundle: Path) -> str:
+    """The bundle's study (a bundle holds one)."""
+    return next(iter(read_study_settings(bundle / "study.json").runs_by_study()))
+
+
+def results_page(bundles: list[Path], claims_path: Path, results: Path) -> list[str]:
+    pairs = _all(bundles, claims_path)
+    family = sum(1 for _, f in pairs if f.decision is not None)
+    rows = [{"claim": f"`{f.claim.name}`: {f.claim.says}", "source": f.claim.source,
+             "study": f"[{_study(bundle)}]({bundle.relative_to(results)}/report/report.md)",
+             "measured": f.measured, "p": f.row()["p"], "p (Holm, this page)": f.row()["p (Holm)"],
+             "verdict": f.verdict + (f": {f.why}" if f.why else "")} for bundle, f in pairs]
+    left = read_left_out(claims_path)
+    return ["# What the studies find", "",
+            "Every claim of `claims.yaml` against the committed results bundles (one folder per study: every run's "
+            "settings, metrics, per-image answers and curves, with the report regenerated from them by "
+            "`python -m cifarlab.tools.results report <bundle>`). This page is written by "
+            "`python -m cifarlab.tools.results page docs/results --readme README.md`; no number here is typed in. "
+            f"The {family} claims with a test on this page are one family under Holm's correction, so a verdict "
+            "here can be stricter than in its study's own report, where the family is that study's claims.", "",
+            *[line for bundle in bundles for line in _provenance_line(bundle)], "",
+            markdown(rows), "",
+            *(["## Left out", "", *[f"- `{c.name}` ({c.source}): {c.says}. Why: {c.why}" for c in left], ""]
+              if left else [])]
+
+
+def _provenance_line(bundle: Path) -> list[str]:
+    provenance = json.loads((bundle / "provenance.json").read_text())
+    seconds = [t["end"] - t["start"] for t in provenance.get("wall_clock", {}).values()]
+    took = f", {sum(seconds) / 3600:.1f} run-hours" if seconds else ""
+    return [f"- `{bundle.name}`: {provenance['runs']} trainings, profile `{provenance['profile']}`, trained at "
+            f"{provenance['trained_at']['commit'][:7]}{took}; machine: {provenance['machine'][0]}"]
+
+
+def headline_lines(bundles: list[Path], claims_path: Path, root: Path) -> list[str]:
+    """One line per study: its verdicts on the page's family, with a link to its report."""
+    pairs = _all(bundles, claims_path)
+    lines = []
+    for bundle in bundles:
+        found = [f for b, f in pairs if b == bundle]
+        verdicts = dict.fromkeys([REPRODUCED, CONTRADICTED, *(f.verdict for f in found), NOT_SHOWN])
+        said = [f"{verdict.strip('*')}: {', '.join(f'`{f.claim.name}`' for f in found if f.verdict == verdict)}"
+                for verdict in verdicts if any(f.verdict == verdict for f in found)]
+        study = _study(bundle)
+        lines.append(f"- **{TITLES.get(study, study)}** ([report]({bundle.relative_to(root)}/report/report.md)): "
+                     + ("; ".join(said) if said else "no claim"))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cifarlab.tools.results", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    take = commands.add_parser("collect", help="a study's runs from a checkout that trained them, as a bundle")
+    take.add_argument("checkout", type=Path)
+    take.add_argument("--study", required=True)
+    take.add_argument("--out", type=Path, required=True)
+    take.add_argument("--times", type=Path, help="run<TAB>start<TAB>end<TAB>outcome<TAB>slot per line")
+    take.add_argument("--machine", type=Path, help="a text file describing the machine the runs trained on")
+    again = commands.add_parser("report", help="regenerate a bundle's report from the bundle alone")
+    again.add_argument("bundle", type=Path)
+    again.add_argument("--claims", type=Path, default=CLAIMS_FILE)
+    listing = commands.add_parser("page", help="every bundle's claims on one page, and the README's headline")
+    listing.add_argument("results", type=Path)
+    listing.add_argument("--claims", type=Path, default=CLAIMS_FILE)
+    listing.add_argument("--readme", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        collect(args.checkout, args.study, args.out, args.times, args.machine)
+    elif args.command == "report":
+        print(f"report: {report(args.bundle, args.claims)}")
+    else:
+        page(args.results, args.claims, args.readme)
+
+
+if __name__ == "__main__":
+    from cifarlab.cli import run_stage
+
+    run_stage(main)
