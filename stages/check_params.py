@@ -14,9 +14,13 @@ import _checkout  # noqa: F401  (before any cifarlab import)
 
 from cifarlab.cli import run_stage
 from cifarlab.config.claims import read_claims
-from cifarlab.config.publish import write_settings
-from cifarlab.config.resolve import read_study
-from cifarlab.train.device import check_compile_toolchain, check_cublas_workspace, resolve_device
+from cifarlab.study.publish import write_settings
+from cifarlab.study.resolve import read_study
+from cifarlab.train.device import (
+    check_compile_toolchain,
+    check_cublas_workspace,
+    resolve_device,
+)
 
 
 def main(argv: list[str]) -> None:

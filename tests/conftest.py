@@ -16,10 +16,10 @@ import pytest
 import torch
 from archives import make_cifar_archive
 
-from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig
 from cifarlab.data.archive import read_archive
 from cifarlab.data.split import Split, make_split
+from cifarlab.study.resolve import load_study
 
 # Every section a params file has; runs named by tests (the norm study's second seeds pair bn with torch_bn).
 STUDY_PARAMS = {

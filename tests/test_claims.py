@@ -11,9 +11,9 @@ from checkout import ROOT
 
 from cifarlab.config.claims import read_claims, read_left_out
 from cifarlab.config.relations import RELATIONS, relation_lines
-from cifarlab.config.resolve import load_study, read_study
 from cifarlab.config.sections import Study
 from cifarlab.errors import CifarlabError
+from cifarlab.study.resolve import load_study, read_study
 
 # A valid claim on the test params' norm study; each test edits a copy.
 MORE = {"source": "a handout, 1 (a)", "says": "GN beats IN", "study": "norm", "metric": "test.accuracy",

@@ -6,7 +6,7 @@ import io
 
 import torch
 
-from cifarlab.config.resolve import load_study
+from cifarlab.study.resolve import load_study
 from cifarlab.train import console
 from cifarlab.train.console import show_progress
 

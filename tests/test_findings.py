@@ -12,7 +12,6 @@ from statsmodels.stats.multitest import multipletests
 from cifarlab.analysis.stats import Estimate
 from cifarlab.config.claims import Claim
 from cifarlab.config.relations import AGAINST, FOR, RELATIONS
-from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig, Study, replicate_groups
 from cifarlab.report.findings import (
     CONTRADICTED,
@@ -26,6 +25,7 @@ from cifarlab.report.findings import (
     judge_all,
 )
 from cifarlab.report.inputs import ReportInputs
+from cifarlab.study.resolve import load_study
 
 # Single runs (no replicates) of four studies of the test params.
 SINGLES = {

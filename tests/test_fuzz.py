@@ -22,8 +22,8 @@ import yaml
 from checkout import ROOT
 
 from cifarlab.config.params import read_params
-from cifarlab.config.resolve import load_study
 from cifarlab.errors import CifarlabError
+from cifarlab.study.resolve import load_study
 from cifarlab.train.device import resolve_device
 
 RANDOM_EDITS = 300  # about 1 s for params.yaml on one core; a claims file is written and read for each
@@ -180,7 +180,9 @@ def test_a_number_for_a_profiles_studies_is_refused_naming_the_key(real_params):
 @pytest.fixture(scope="module")
 def check_claims(real_params, tmp_path_factory) -> Callable[[Any], object]:
     """The claims' public reader on a document, written as a file, against the real params' study."""
-    from cifarlab.config.claims import read_claims  # here, so the params fuzz runs whatever claims.py holds
+    from cifarlab.config.claims import (
+        read_claims,  # here, so the params fuzz runs whatever claims.py holds
+    )
 
     study = load_study(real_params)
     path = tmp_path_factory.mktemp("claims") / "claims.yaml"

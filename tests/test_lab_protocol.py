@@ -9,8 +9,8 @@ import pytest
 from checkout import ROOT
 
 from cifarlab.config.params import read_params
-from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig, Study
+from cifarlab.study.resolve import load_study
 
 # What every lab run shares (the handout's training loop), and Lab 1's baseline on top of it.
 HANDOUT = {"arch": "simplenn", "activation": "relu", "optimizer": "sgd", "momentum": 0.9, "batch_size": 128,

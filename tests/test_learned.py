@@ -15,8 +15,8 @@ from checkout import ROOT
 from conftest import new_study_params
 from scipy import stats
 
-from cifarlab.config.resolve import load_study
 from cifarlab.errors import CifarlabError
+from cifarlab.study.resolve import load_study
 from cifarlab.tools.learned import main
 
 RUNS = {

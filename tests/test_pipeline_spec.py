@@ -16,10 +16,10 @@ import yaml
 from archives import make_cifar_archive
 from checkout import ROOT
 
-from cifarlab.config.code import library_closure
-from cifarlab.config.resolve import TOP_LEVEL_KEYS
 from cifarlab.models import MODELS
 from cifarlab.report.sections import SECTIONS
+from cifarlab.study.code_hashes import library_closure
+from cifarlab.study.resolve import TOP_LEVEL_KEYS
 
 PACKAGE = ROOT / "src" / "cifarlab"
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())

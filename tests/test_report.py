@@ -15,7 +15,6 @@ from scipy import stats
 
 from cifarlab.analysis.evaluation import confusion_table
 from cifarlab.analysis.replicates import aggregate_metrics
-from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig, TrainConfig
 from cifarlab.report import plots
 from cifarlab.report.document import provenance_notes, write_report
@@ -29,6 +28,7 @@ from cifarlab.report.sections.norm import (
 )
 from cifarlab.report.tables import comparison_rows, interval, metrics_table, outcome
 from cifarlab.report.view import StudyView, changes, difference
+from cifarlab.study.resolve import load_study
 from cifarlab.train.tracking import LIVE_METRICS, live_plot_file
 
 

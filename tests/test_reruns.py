@@ -21,7 +21,7 @@ import yaml
 from archives import make_cifar_archive
 from checkout import ROOT, run
 
-from cifarlab.config.code import library_closure
+from cifarlab.study.code_hashes import library_closure
 
 pytestmark = pytest.mark.slow
 

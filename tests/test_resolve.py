@@ -1,4 +1,4 @@
-"""cifarlab.config.resolve: a params file is validated once, with the key named in every error, and runs resolve
+"""cifarlab.study.resolve: a params file is validated once, with the key named in every error, and runs resolve
 as documented (defaults <- study <- run entry <- profile <- the profile's keys for the study)."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import copy
 import pytest
 import torch
 
-from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig
 from cifarlab.errors import CifarlabError
 from cifarlab.models import MODELS, build_model
 from cifarlab.nn.activations import ACTIVATIONS
 from cifarlab.nn.norms import NORM_LAYERS
+from cifarlab.study.resolve import load_study
 
 
 def error_of(params: dict) -> str:

@@ -28,12 +28,12 @@ from archives import make_cifar_archive
 from checkout import ROOT, copy_code
 
 from cifarlab.analysis.replicates import write_aggregates
-from cifarlab.config.publish import write_settings
-from cifarlab.config.resolve import load_study
 from cifarlab.report.document import write_report
 from cifarlab.report.inputs import load_metrics
 from cifarlab.report.plots import write_quantile_figures
 from cifarlab.report.tables import metrics_table
+from cifarlab.study.publish import write_settings
+from cifarlab.study.resolve import load_study
 from cifarlab.train.resume import load_resume_state, rng_states, set_rng_states
 
 RUN = "bn-128"

@@ -20,10 +20,10 @@ import yaml
 from archives import file_entry, make_cifar_archive
 from checkout import ROOT, copy_code
 
-from cifarlab.config.publish import write_settings
-from cifarlab.config.resolve import load_study
 from cifarlab.errors import one_line
 from cifarlab.io import atomic_path, write_json, write_text
+from cifarlab.study.publish import write_settings
+from cifarlab.study.resolve import load_study
 
 TRAIN_OUTPUTS = ["--split", "x", "--model", "y", "--live", "z", "--checkpoint", "w"]
 EVALUATE_OUTPUTS = ["--split", "x", "--model", "y", "--metrics", "m", "--predictions", "p", "--confusion", "c",

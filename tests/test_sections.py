@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cifarlab.config.resolve import load_study
 from cifarlab.config.sections import RunConfig
+from cifarlab.study.resolve import load_study
 
 
 def edit_run(params: dict, run: str, **edits) -> None:

@@ -1,5 +1,5 @@
-"""The settings files that check-params writes (`config.publish`) and the later stages read (`config.records`),
-and the code closure whose hashes they carry (`config.code`)."""
+"""The settings files that check-params writes (`study.publish`) and the later stages read (`config.records`),
+and the code closure whose hashes they carry (`study.code_hashes`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from checkout import ROOT
 
-from cifarlab.config.code import library_closure
-from cifarlab.config.publish import training_code, write_settings
 from cifarlab.config.records import read_run_settings, read_study_settings
-from cifarlab.config.resolve import load_study
 from cifarlab.errors import CifarlabError
+from cifarlab.study.code_hashes import library_closure
+from cifarlab.study.publish import training_code, write_settings
+from cifarlab.study.resolve import load_study
 
 PACKAGE = ROOT / "src" / "cifarlab"
 FAMILIES = ("models/resnet.py", "models/vgg.py", "models/simplenn.py")

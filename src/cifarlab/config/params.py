@@ -1,6 +1,6 @@
 """Reading `params.yaml`, and the few keys that the data stages read straight from it.
 
-Only check-params reads the whole file (`config.resolve`); fetch and split read their own keys here, so
+Only check-params reads the whole file (`study.resolve`); fetch and split read their own keys here, so
 that they import neither torch nor any model code and DVC reruns them only when those keys change.
 """
 

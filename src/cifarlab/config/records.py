@@ -1,4 +1,4 @@
-"""Reading the settings files that check-params writes (`config.publish`) and every later stage reads
+"""Reading the settings files that check-params writes (`study.publish`) and every later stage reads
 instead of `params.yaml`: `data/runs/<run>.json`, one run's resolved settings, the device setting and the
 hashes of its training code; `data/study.json`, every run's settings in params order.
 """

@@ -1,7 +1,7 @@
 """The typed, frozen views of `params.yaml` that every stage works with: the sections and a resolved run.
 
 A run is `defaults <- its study's keys <- run entry <- profile <- the profile's keys for its study`
-(resolved in `config.resolve`). A replicate is a run entry with `replicate_of: <run>` and `replicate: <k>`
+(resolved in `study.resolve`). A replicate is a run entry with `replicate_of: <run>` and `replicate: <k>`
 (k >= 1): the same settings as that run, trained with seed `seed + k` (the original is replicate 0), so
 another initialisation, data order and augmentation on the same split. Replicate k of two runs shares its
 seed, which pairs them.
@@ -31,7 +31,7 @@ class DataConfig:
 class ModelConfig:
     """The keys every model takes; `options` holds the keys that the family of `arch` declares (`n`,
     `shortcut`, ...), checked against its options dataclass when the run is resolved. The names of arch,
-    norm and activation are checked against their registries there too (`config.resolve`), so that these
+    norm and activation are checked against their registries there too (`study.resolve`), so that these
     types need neither torch nor the registries."""
 
     arch: str

@@ -1,6 +1,6 @@
 """The model registry: each arch name maps to its family (options, builder, widths, label), one file per
 family, imported only when a run of that family needs it. A train stage thus loads the code of its own
-network and no other, and `config.code` records exactly that code in the run's settings file."""
+network and no other, and `study.code_hashes` records exactly that code in the run's settings file."""
 
 from __future__ import annotations
 

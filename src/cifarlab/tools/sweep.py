@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cifarlab.config.resolve import read_study
 from cifarlab.errors import CifarlabError
+from cifarlab.study.resolve import read_study
 
 LOG_DIR = Path("logs/sweep")
 OUTCOMES_FILE = LOG_DIR / "outcomes.json"

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cifarlab.config.code import file_hashes, library_closure
 from cifarlab.config.sections import Study
 from cifarlab.io import write_json
 from cifarlab.models import MODELS
+from cifarlab.study.code_hashes import file_hashes, library_closure
 
 TRAIN_SCRIPT = Path("stages/train.py")  # relative to the checkout the settings files are written for
 

@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cifarlab.config.fields import build_section, check_fields, unknown_key
 from cifarlab.config.params import PARAMS_FILE, data_settings, read_params, require_key
@@ -208,9 +208,18 @@ def _check_studies(studies: Mapping) -> tuple[dict[str, Mapping], dict[str, Stud
     return checked, reports
 
 
-def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, train_defaults: Mapping,
-                 studies: Mapping[str, Mapping], profile: Mapping, profile_name: str,
-                 performance: PerformanceConfig) -> RunConfig:
+class _Layer(NamedTuple):
+    """One layer of a run's settings: its model: and train: keys, each named by the params key it was
+    written under, so that an error points at the right line."""
+
+    model_key: str
+    train_key: str
+    model: Mapping
+    train: Mapping
+
+
+def _run_identity(name: str, entry: Any, studies: Mapping[str, Mapping]) -> tuple[str, str, int]:
+    """A run entry's study, and for a replicate the run it repeats and its number (0 for an original)."""
     key = f"runs.{name}"
     if not isinstance(entry, Mapping):
         raise CifarlabError(f"{key}: expected a mapping such as {{study: norm, norm: bn}}, got {entry!r}")
@@ -229,41 +238,60 @@ def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, trai
     if "norm" not in entry and "norm" not in studies[study]:
         raise CifarlabError(f"{key}.norm: missing; every run or its study names its norm "
                             f"({', '.join(NORM_LAYERS)})")
-    model_keys = set(_model_key_fields())
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    return study, replicate_of, replicate
 
-    def split(layer: Mapping) -> tuple[dict, dict]:
-        return ({k: v for k, v in layer.items() if k in model_keys},
-                {k: v for k, v in layer.items() if k in train_keys})
 
-    # Each layer is checked under the key where it was written, so an error points at the right line.
+def _split_keys(layer: Mapping) -> tuple[dict, dict]:
+    """A study's or a run's flat keys, as model: keys and train: keys."""
+    model_keys, train_keys = set(_model_key_fields()), {f.name for f in dataclasses.fields(TrainConfig)}
+    return ({k: v for k, v in layer.items() if k in model_keys}, {k: v for k, v in layer.items() if k in train_keys})
+
+
+def _run_layers(key: str, study: str, entry: Mapping, studies: Mapping[str, Mapping], model_defaults: Mapping,
+                train_defaults: Mapping, profile: Mapping, profile_name: str) -> list[_Layer]:
+    """defaults <- its study's keys <- the run entry <- the profile <- the profile's keys for its study."""
     for_study = (profile.get("studies") or {}).get(study) or {}
-    layers = [("model", "train", model_defaults, train_defaults),
-              (f"studies.{study}", f"studies.{study}", *split(studies[study])),
-              (key, key, *split(entry)),
-              (f"profiles.{profile_name}.model", f"profiles.{profile_name}.train",
-               profile.get("model") or {}, profile.get("train") or {}),
-              (f"profiles.{profile_name}.studies.{study}.model", f"profiles.{profile_name}.studies.{study}.train",
-               for_study.get("model") or {}, for_study.get("train") or {})]
-    own_layers = {f"studies.{study}", key}  # what this run chose, as against defaults and the profile
+    at = f"profiles.{profile_name}"
+    return [_Layer("model", "train", model_defaults, train_defaults),
+            _Layer(f"studies.{study}", f"studies.{study}", *_split_keys(studies[study])),
+            _Layer(key, key, *_split_keys(entry)),
+            _Layer(f"{at}.model", f"{at}.train", profile.get("model") or {}, profile.get("train") or {}),
+            _Layer(f"{at}.studies.{study}.model", f"{at}.studies.{study}.train", for_study.get("model") or {},
+                   for_study.get("train") or {})]
+
+
+def _merge(layers: list[_Layer], own_layers: set[str]) -> tuple[dict, dict, dict[str, str], dict]:
+    """The layers checked and merged in order: model and train values, the params key that set each model
+    value (for errors), and the values the run chose itself (its study's and entry's) with where."""
     model_values: dict[str, Any] = {}
     train_values: dict[str, Any] = {}
     set_by: dict[str, str] = {}
     own: dict[str, tuple[Any, str]] = {}
-    for model_key, train_key, model_layer, train_layer in layers:
-        checked_model = _check_model_keys(model_layer, model_key)
-        checked_train = _check_train_keys(train_layer, train_key)
+    for layer in layers:
+        checked_model = _check_model_keys(layer.model, layer.model_key)
+        checked_train = _check_train_keys(layer.train, layer.train_key)
         model_values.update(checked_model)
         train_values.update(checked_train)
-        set_by.update(dict.fromkeys(checked_model, model_key))
-        if model_key in own_layers:
-            own.update({k: (v, model_key) for k, v in {**checked_model, **checked_train}.items()})
+        set_by.update(dict.fromkeys(checked_model, layer.model_key))
+        if layer.model_key in own_layers:
+            own.update({k: (v, layer.model_key) for k, v in {**checked_model, **checked_train}.items()})
+    return model_values, train_values, set_by, own
+
+
+def _resolve_run(name: str, entry: Any, seed: int, model_defaults: Mapping, train_defaults: Mapping,
+                 studies: Mapping[str, Mapping], profile: Mapping, profile_name: str,
+                 performance: PerformanceConfig) -> RunConfig:
+    key = f"runs.{name}"
+    study, replicate_of, replicate = _run_identity(name, entry, studies)
+    layers = _run_layers(key, study, entry, studies, model_defaults, train_defaults, profile, profile_name)
+    model_values, train_values, set_by, own = _merge(layers, {f"studies.{study}", key})
     model = _build_model_config(model_values, entry, key, name, set_by)
     train = build_section(TrainConfig, train_values, "train", f" (needed by run {name})")
     if train.warmup_epochs and train.warmup_epochs >= train.epochs:
         raise CifarlabError(f"{key}: warmup_epochs ({train.warmup_epochs}) must be below epochs ({train.epochs})")
     check_schedule(train, key)
     final = {**model_values, **train_values}
+    # what the run chose and the profile changed, for the report's parameters table
     overrides = tuple(ProfileOverride(k, value, source, final[k]) for k, (value, source) in own.items()
                       if final[k] != value)
     return RunConfig(name=name, study=study, seed=seed + replicate, model=model, train=train,
