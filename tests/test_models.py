@@ -22,7 +22,7 @@ from cifarlab.models import MODELS, build_model, family
 from cifarlab.models.resnet import BasicBlock, CifarResNet, PadShortcut
 from cifarlab.nn.activations import ACTIVATIONS, get_act_layer
 from cifarlab.nn.classifier import Classifier
-from cifarlab.nn.norms import NORM_LAYERS, get_norm_layer
+from cifarlab.nn.norm_registry import NORM_LAYERS, get_norm_layer
 
 GROUPS = 4  # divides 16, 32 and 64, and every other model's widths
 RELU = get_act_layer("relu")

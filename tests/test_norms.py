@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.errors import CifarlabError
+from cifarlab.nn.norm_registry import NORM_LAYERS, get_norm_layer
 from cifarlab.nn.norms import (
-    NORM_LAYERS,
     BatchInstanceNorm2d,
     BatchNorm2d,
     GroupNorm2d,
@@ -28,7 +28,6 @@ from cifarlab.nn.norms import (
     LayerNorm2d,
     clip_gates_,
     gate_parameters,
-    get_norm_layer,
 )
 
 N, C, H, W = 6, 8, 6, 6

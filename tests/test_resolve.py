@@ -12,7 +12,7 @@ from cifarlab.config.sections import RunConfig
 from cifarlab.errors import CifarlabError
 from cifarlab.models import MODELS, build_model
 from cifarlab.nn.activations import ACTIVATIONS
-from cifarlab.nn.norms import NORM_LAYERS
+from cifarlab.nn.norm_registry import NORM_LAYERS
 from cifarlab.study.resolve import load_study
 
 

@@ -18,7 +18,8 @@ from cifarlab.config.sections import PerformanceConfig
 from cifarlab.data.loader import Normalizer, ResidentDataset
 from cifarlab.errors import CifarlabError
 from cifarlab.models.resnet import CifarResNet
-from cifarlab.nn.norms import NORM_LAYERS, gate_parameters, get_norm_layer
+from cifarlab.nn.norm_registry import NORM_LAYERS, get_norm_layer
+from cifarlab.nn.norms import gate_parameters
 from cifarlab.train.device import check_compile_toolchain
 from cifarlab.train.optim import l1_penalty, penalized_weights
 from cifarlab.train.step import Stepper, amp_dtype_for

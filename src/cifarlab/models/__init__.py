@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cifarlab.errors import CifarlabError
 from cifarlab.nn.activations import get_act_layer
-from cifarlab.nn.norms import get_norm_layer
+from cifarlab.nn.norm_registry import get_norm_layer
 
 if TYPE_CHECKING:
     from cifarlab.config.sections import ModelConfig

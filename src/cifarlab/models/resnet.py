@@ -12,7 +12,7 @@ from cifarlab.config.fields import spec
 from cifarlab.errors import CifarlabError
 from cifarlab.nn.activations import ActLayer, get_act_layer
 from cifarlab.nn.classifier import Classifier, ModelFamily, NormLayer
-from cifarlab.nn.norms import get_norm_layer
+from cifarlab.nn.norm_registry import get_norm_layer
 
 WIDTHS = (16, 32, 64)  # channels of the stem and of the three stages
 

@@ -1,16 +1,16 @@
-"""Normalization layers for NCHW tensors written from scratch, and the registry that names them.
+"""Normalization layers for NCHW tensors written from scratch (`nn.norm_registry` names them).
 
 Every layer is one `_Normalize`: per-(sample, channel) moments over (H, W) in one centred pass,
 pooled into batch, layer or group statistics on small (N, C)-sized tensors, then normalization and
 affine applied together as `x * scale + shift`. Its backward is derived by hand for all of them at
 once, so the work on the full tensor is the same few passes for every norm and the small-tensor
 work is a handful of ops, not an autograd graph. None calls torch's functional norms: the study
-owns the arithmetic, and "torch_bn" in the registry is the built-in twin that checks it.
+owns the arithmetic, and "torch_bn" in the registry is the built-in twin that checks it. BIN's gates
+are clamped after each optimizer step by the helpers at the end, as the layer's own rule.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -332,46 +332,6 @@ class NoNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-
-NORM_LAYERS: dict[str, type[nn.Module]] = {
-    "torch_bn": nn.BatchNorm2d,  # the built-in, sanity twin of "bn"
-    "bn": BatchNorm2d,
-    "in": InstanceNorm2d,
-    "bin": BatchInstanceNorm2d,
-    "ln": LayerNorm2d,
-    "gn": GroupNorm2d,
-    "nn": NoNorm,
-}
-
-
-def get_norm_layer(name: str, *, groups: int | None = None) -> Callable[[int], nn.Module]:
-    """The constructor `norm_layer(num_channels)` for a norm name; binds `groups` for "gn"."""
-    if name not in NORM_LAYERS:
-        raise CifarlabError(f"unknown norm {name!r}; expected one of: {', '.join(NORM_LAYERS)}")
-    cls = NORM_LAYERS[name]
-    if takes_groups(name):
-        if groups is None:
-            raise CifarlabError(f"norm {name!r} needs groups (GroupNorm's number of groups)")
-        return functools.partial(cls, groups=groups)
-    return cls
-
-
-def takes_groups(name: str) -> bool:
-    """Whether the norm of registry name `name` divides the channels into the model's `groups`."""
-    return getattr(NORM_LAYERS[name], "takes_groups", False)
-
-
-def norm_misfit(name: str, groups: int, widths: tuple[int, ...], network: str) -> str:
-    """Why norm `name` cannot normalise `network`, whose normalised widths are `widths`, or "" if it can."""
-    if takes_groups(name) and any(width % groups for width in widths):
-        return f"GroupNorm groups={groups} must divide the {network} widths {', '.join(map(str, widths))}"
-    return ""
-
-
-def norm_has_gates(name: str) -> bool:
-    """Whether the norm of registry name `name` has gates, which `gate_parameters` finds in a model."""
-    return issubclass(NORM_LAYERS[name], BatchInstanceNorm2d)
 
 
 def gate_parameters(model: nn.Module) -> list[nn.Parameter]:

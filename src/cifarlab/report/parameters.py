@@ -11,7 +11,7 @@ from typing import Any
 
 from cifarlab.config.sections import RunConfig, Study
 from cifarlab.models import family_options, model_label
-from cifarlab.nn.norms import norm_has_gates, takes_groups
+from cifarlab.nn.norm_registry import norm_has_gates, takes_groups
 from cifarlab.report.tables import markdown
 from cifarlab.train.schedules import describe_schedule
 

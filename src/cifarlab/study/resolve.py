@@ -35,7 +35,7 @@ from cifarlab.config.sections import (
 from cifarlab.errors import CifarlabError
 from cifarlab.models import MODELS, family
 from cifarlab.nn.activations import ACTIVATIONS
-from cifarlab.nn.norms import NORM_LAYERS, norm_misfit
+from cifarlab.nn.norm_registry import NORM_LAYERS, norm_misfit
 from cifarlab.report.sections import SECTIONS
 from cifarlab.train.optim import OPTIMIZERS
 from cifarlab.train.schedules import SCHEDULES, check_schedule
