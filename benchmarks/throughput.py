@@ -12,7 +12,7 @@ A second table times each from-scratch norm's step against its built-in twin on 
 Every figure is measured in this one process. Each round takes every path of a comparison back to
 back, so a ratio is computed within a round, where the machine's drift (tens of percent between minutes
 on a shared virtual machine) moves both of its terms alike; the tables give the median of the rounds'
-ratios with their range, and the median images/s of each path. benchmarks/gpu_check.py measures with
+ratios with their range, and the median images/s of each path. benchmarks/gpu_check measures with
 these functions too. Usage:
 python benchmarks/throughput.py [--device auto] [--rounds N] [--norms LIST] [--compile MODE]
     [--step-compile MODE] [--bf16] [--out FILE]
@@ -43,7 +43,8 @@ from cifarlab.config.sections import ModelConfig, PerformanceConfig, TrainConfig
 from cifarlab.data.loader import Normalizer, ResidentDataset
 from cifarlab.models import build_model
 from cifarlab.models.resnet import CifarResNet
-from cifarlab.nn.norms import NORM_LAYERS, clip_gates_, gate_parameters, get_norm_layer
+from cifarlab.nn.norms import clip_gates_, gate_parameters
+from cifarlab.nn.norm_registry import NORM_LAYERS, get_norm_layer
 from cifarlab.train.device import resolve_device
 from cifarlab.train.optim import build_optimizer
 from cifarlab.train.step import Stepper, amp_dtype_for
