@@ -1,8 +1,8 @@
 """Shared fixtures: every input the tests need, built here (params, archives, splits), so that no test reads
-the repository's `params.yaml` or the real data set.
+the real data set.
 
-`study_params` is a whole params file written for the tests: the project's five studies, each with the few
-runs that tests name. `tiny_params` turns it into a pipeline that runs in seconds on a generated archive,
+`study_params` is the repository's params.yaml with the few runs that tests name in place of its own, so the
+tests follow the project's studies, profiles and defaults as they change. `tiny_params` turns it into a pipeline that runs in seconds on a generated archive,
 and `tiny_run` resolves one run of that for library-level training.
 """
 
@@ -14,46 +14,22 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from archives import make_cifar_archive
+from checkout import ROOT
 
 from cifarlab.config.sections import RunConfig
 from cifarlab.data.archive import read_archive
 from cifarlab.data.split import Split, make_split
 from cifarlab.study.resolve import load_study
 
-# Every section a params file has; runs named by tests (the norm study's second seeds pair bn with torch_bn).
+# The repository's params.yaml, every section as the project defines it, with the runs that tests name in
+# place of its own (the norm study's second seeds pair bn with torch_bn) and a local archive's name.
 STUDY_PARAMS = {
-    "seed": 0,
+    **{key: value for key, value in yaml.safe_load((ROOT / "params.yaml").read_text()).items() if key != "runs"},
     "profile": "full",
     "device": "auto",
-    "performance": {"channels_last": True, "bf16": True, "compile": "none", "deterministic": False},
     "data": {"source": "cifar-10-python.tar.gz", "md5": None, "val_fraction": 0.2},
-    "model": {"arch": "resnet", "n": 2, "num_classes": 10, "shortcut": "A", "width": 64, "groups": 8,
-              "activation": "relu"},
-    "train": {"epochs": 100, "batch_size": 128, "lr": 0.1, "lr_scaling": "linear", "lr_reference_batch": 128,
-              "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1.0e-4, "l1": 0, "gate_lr_multiplier": 10,
-              "augment": True, "schedule": "multistep", "gamma": 0.1, "step_epochs": 30, "milestones": [50, 75],
-              "warmup_epochs": 1, "patience": 20, "train_images": 0, "val_images": 0, "eval_batch_size": 0},
-    "studies": {
-        "norm": {"section": "norm"},
-        "lab": {"section": "lab", "arch": "simplenn", "norm": "nn", "epochs": 30, "lr": 0.01, "augment": False,
-                "schedule": "constant", "warmup_epochs": 0, "patience": 30},
-        "resnet20": {"section": "recipe", "n": 3, "epochs": 200, "schedule": "cosine", "weight_decay": 5.0e-4,
-                     "patience": 200},
-        "arch": {"section": "arch", "norm": "bn", "epochs": 30, "schedule": "cosine", "patience": 30},
-        "vggnorm": {"section": "comparisons", "title": "No norm vs BatchNorm vs GroupNorm on VGG-11", "arch": "vgg11",
-                    "epochs": 30, "lr": 0.05, "schedule": "cosine", "patience": 30},
-    },
-    "profiles": {
-        "full": {},
-        "subset": {},
-        "quick": {"verdicts": False, "model": {"n": 1},
-                  "train": {"epochs": 5, "train_images": 1024, "val_images": 512, "patience": 5},
-                  "studies": {"norm": {"train": {"schedule": "cosine"}},
-                              "lab": {"train": {"step_epochs": 2}},
-                              "resnet20": {"train": {"epochs": 5}},
-                              "vggnorm": {"train": {"train_images": 256, "epochs": 3}}}},
-    },
     "runs": {
         "bn-128": {"study": "norm", "norm": "bn"},
         "torch_bn-128": {"study": "norm", "norm": "torch_bn"},
@@ -80,6 +56,16 @@ STUDY_PARAMS = {
         "vgg-gn32": {"study": "vggnorm", "norm": "gn", "groups": 32},
     },
 }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.gpu` is the one hardware condition: such a test skips itself where CUDA is absent."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
 
 
 def new_study_params() -> dict:

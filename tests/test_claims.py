@@ -195,8 +195,9 @@ def test_a_base_and_b_base_go_together_in_a_more_or_less_claim(tmp_path, study, 
 
 def test_an_unknown_study_names_the_studies(tmp_path, study):
     message = _error(tmp_path, study, **{**MORE, "study": "normz"})
-    assert message == ("claims.c.study: expected one of the studies in params.yaml (norm, lab, resnet20, arch, "
-                       "vggnorm), got 'normz'")
+    assert message == (f"claims.c.study: expected one of the studies in params.yaml ({', '.join(study.reports)}), "
+                       "got 'normz'")
+    assert "norm, lab" in message
 
 
 @pytest.mark.parametrize(("key", "run"), [

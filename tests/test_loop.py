@@ -224,7 +224,6 @@ def test_a_cpu_run_on_a_gpu_host_saves_and_resumes_without_touching_cuda(tiny_ru
 # --- on a GPU --------------------------------------------------------------------------------------------
 
 CUDA = torch.device("cuda")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 QUANTILE_KEYS = [f"feature_q{round(p * 100):02d}" for p in FEATURE_QUANTILES]
 
 
@@ -233,7 +232,6 @@ def _with_performance(run: RunConfig, **performance) -> RunConfig:
 
 
 @pytest.mark.gpu
-@needs_cuda
 @pytest.mark.parametrize("compile_mode", ["none", "reduce-overhead"])
 def test_a_tiny_run_trains_on_cuda_in_bf16_and_tracks_the_same_run_on_the_cpu(tiny_run, tiny_split, tmp_path,
                                                                                compile_mode):
@@ -263,7 +261,6 @@ def test_a_tiny_run_trains_on_cuda_in_bf16_and_tracks_the_same_run_on_the_cpu(ti
 
 
 @pytest.mark.gpu
-@needs_cuda
 def test_feature_quantiles_on_cuda_are_the_cpus(monkeypatch):
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(10_000, 10, generator=g), torch.randint(0, 10, (10_000,), generator=g)
@@ -288,7 +285,6 @@ def deterministic_torch(monkeypatch):
 
 
 @pytest.mark.gpu
-@needs_cuda
 def test_a_deterministic_cuda_run_interrupted_and_resumed_equals_an_uninterrupted_one_bit_for_bit(
         tiny_run, tiny_split, tmp_path, monkeypatch, capsys, deterministic_torch):
     run = _with_performance(tiny_run(), deterministic=True)

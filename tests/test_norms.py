@@ -340,8 +340,12 @@ def test_clip_gates_after_sgd_step_brings_rho_into_unit_interval_and_keeps_in_ra
     assert torch.equal(other, torch.ones(C)), "clipping must touch the gates only"
 
 
-def test_clip_gates_accepts_a_model_without_gates():
-    clip_gates_(gate_parameters(nn.Sequential(BatchNorm2d(C))))
+def test_clip_gates_accepts_a_model_without_gates_and_changes_nothing():
+    model = nn.Sequential(BatchNorm2d(C))
+    before = copy.deepcopy(model.state_dict())
+    assert gate_parameters(model) == []
+    clip_gates_(gate_parameters(model))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # --- Registry -----------------------------------------------------------------------------------
