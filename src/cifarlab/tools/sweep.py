@@ -3,28 +3,17 @@
     python -m cifarlab.tools.sweep [--study NAME] [--address ADDRESS] [--runs-per-gpu K | --slots N]
                                    [--clones DIR]
 
-The sweep runs the upstream stages once, then each pending run's `train@<run>` and `evaluate@<run>` as one
-Ray task, then the remaining stages; every stage still runs through `dvc repro`, so the repository ends as
-`dvc repro` alone would leave it: one `dvc.lock`, every output cached, the run cache filled.
+Every stage still runs through `dvc repro` (upstream stages once, then each pending run's `train@<run>`
+and `evaluate@<run>` as one task, then the rest), so the repository ends as `dvc repro` alone would leave
+it: one `dvc.lock`, every output cached, the run cache filled. By default every task works in this
+repository, which every Ray node must see at the same path; with `--clones DIR` each node trains in its own
+clone at this commit and pushes the run cache to the default DVC remote, from which this repository then
+restores every run (`dvc repro --pull`).
 
-Two modes. By default every task works in this repository, which every Ray node must see at the same path
-(a workstation, or a cluster with a shared file system); several `dvc repro` processes share it, each
-waiting for DVC's lock while another writes `dvc.lock`. With `--clones DIR`, each node works in its own clone
-of this repository's git remote under DIR, at this commit: a task trains there and pushes its stages' run
-cache to the default DVC remote, and this repository then restores every run from that remote instead of
-training it (`dvc repro --pull`).
-
-Runs per GPU. `--runs-per-gpu K` asks Ray for 1/K of a GPU per task, so that K runs share each GPU, each
-with its share of the CPU threads (the cluster's CPUs per GPU over K, at least one). The default is 1, as
-before. Memory does not bound K: a run of these studies (ResNet-14 has 0.17 M parameters; batch 128) needs
-a few hundred MB of GPU memory with its CUDA context, and a data-centre GPU has 80 to 141 GB. What bounds
-it is the CPU, since each run's step loop is a Python thread launching kernels (a small model's step costs
-its launches, not its arithmetic), so K is at most the CPUs per GPU; and a GPU without NVIDIA's MPS
-interleaves the kernels of separate processes rather than running them side by side, so what K gains is
-the time one run leaves the GPU idle, which only a measurement on the GPU at hand gives. Until one does, a
-larger default would be a guess; docs/clusters.md says which K to try.
-
-Ray is an optional extra (`pip install -e ".[ray]"`); nothing else in cifarlab imports it.
+`--runs-per-gpu K` asks Ray for 1/K of a GPU per task. A small model's step costs its kernel launches, not
+its arithmetic, so what K runs sharing a GPU gain is the time one run leaves it idle, bounded by the CPUs
+that launch them; only a measurement on the GPU at hand says which K pays (docs/clusters.md). Ray is an
+optional extra (`pip install -e ".[ray]"`); nothing else in cifarlab imports it.
 """
 
 from __future__ import annotations
