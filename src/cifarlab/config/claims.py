@@ -196,13 +196,9 @@ def _claim(path: Path, name: str, entry: Any, study: Study) -> Claim | None:
     if len(set(map(str, named))) != len(named):
         raise CifarlabError(f"{where}: a, b (and a_base, b_base) must be different runs, got {', '.join(map(str, named))}")
     study_name = entry.get("study")
-    by_study = study.replicates_by_study()  # original runs only: replicates are read with their original
-    if study_name is not None and (not isinstance(study_name, str) or study_name not in study.reports):
-        raise CifarlabError(f"{where}.study: expected one of the studies in params.yaml ({', '.join(study.reports)}), "
-                            f"got {study_name!r}")
-    if study_name is not None and study_name not in by_study:
+    originals = _originals(study, study_name, where)
+    if originals is None:
         return None  # that study has no runs here
-    originals = list(by_study[study_name]) if study_name else [r for runs in by_study.values() for r in runs]
     runs = _runs(entry.get("runs"), originals, where) if "runs" in entry else ()
     for key in ("a", "b", "a_base", "b_base"):
         if key in entry and entry[key] not in originals:
@@ -214,6 +210,18 @@ def _claim(path: Path, name: str, entry: Any, study: Study) -> Claim | None:
                  a_base=entry.get("a_base"), b_base=entry.get("b_base"), runs=runs,
                  value=_value(entry, where, fraction), margin=_margin(entry, where, fraction),
                  min_train_images=_count(entry, "min_train_images", where))
+
+
+def _originals(study: Study, study_name: Any, where: str) -> list[str] | None:
+    """The original runs a claim may name: its study's, or every study's without one; None when its study
+    has no runs in this params.yaml. Replicates are read with their original, never named."""
+    by_study = study.replicates_by_study()
+    if study_name is not None and (not isinstance(study_name, str) or study_name not in study.reports):
+        raise CifarlabError(f"{where}.study: expected one of the studies in params.yaml ({', '.join(study.reports)}), "
+                            f"got {study_name!r}")
+    if study_name is not None and study_name not in by_study:
+        return None
+    return list(by_study[study_name]) if study_name else [r for runs in by_study.values() for r in runs]
 
 
 def _runs(value: Any, originals: list[str], where: str) -> tuple[str, ...]:
