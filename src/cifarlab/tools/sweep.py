@@ -199,7 +199,9 @@ def train_and_evaluate(run: str, root: str, threads: int, submitted: float, prog
     gpu_ids = ray.get_gpu_ids()
     device = f"GPU {','.join(str(g) for g in gpu_ids)}" if gpu_ids else f"CPU ({threads} threads)"
     progress.put((run, f"running on {device} ({host})"))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # Inductor's compile pool would start one worker per CPU of the node in every run: its share instead.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "TORCHINDUCTOR_COMPILE_THREADS": str(threads)}
     try:
         cwd = prepare_clone(Path(clones), remote_url, commit) if clones else Path(root)
         log = (cwd / LOG_DIR / f"{run}.log").resolve()
