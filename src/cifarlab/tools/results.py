@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -208,18 +209,48 @@ def results_page(bundles: list[Path], claims_path: Path, results: Path) -> list[
             "`python -m cifarlab.tools.results page docs/results --readme README.md`; no number here is typed in. "
             f"The {family} claims with a test on this page are one family under Holm's correction, so a verdict "
             "here can be stricter than in its study's own report, where the family is that study's claims.", "",
-            *[line for bundle in bundles for line in _provenance_line(bundle)], "",
             markdown(rows), "",
+            "## What the runs cost, and what the full data would", "",
+            (f"Measured on {json.loads((bundles[0] / 'provenance.json').read_text())['machine'][0]}, beside other work on "
+             "the same cores, so these times are upper bounds; the projection scales each run's measured epochs to "
+             "the full CIFAR-10 (40,000 training and 10,000 validation images per epoch)."), "",
+            markdown(cost_rows(bundles, _gpu_rates(results))), "",
             *(["## Left out", "", *[f"- `{c.name}` ({c.source}): {c.says}. Why: {c.why}" for c in left], ""]
               if left else [])]
 
 
-def _provenance_line(bundle: Path) -> list[str]:
-    provenance = json.loads((bundle / "provenance.json").read_text())
-    seconds = [t["end"] - t["start"] for t in provenance.get("wall_clock", {}).values()]
-    took = f", {sum(seconds) / 3600:.1f} run-hours" if seconds else ""
-    return [f"- `{bundle.name}`: {provenance['runs']} trainings, profile `{provenance['profile']}`, trained at "
-            f"{provenance['trained_at']['commit'][:7]}{took}; machine: {provenance['machine'][0]}"]
+FULL_TRAIN_IMAGES = 40_000  # the official 50,000 training images less the 20% validation split
+
+
+def cost_rows(bundles: list[Path], gpu_rates: str) -> list[dict[str, str]]:
+    """Per bundle: what its runs cost here, and the same protocol projected onto the full CIFAR-10 from
+    those measured rates (a run's epochs, evaluation included, scale with its images: 40,000 training and
+    10,000 validation images against the bundle's)."""
+    rows = []
+    for bundle in bundles:
+        provenance = json.loads((bundle / "provenance.json").read_text())
+        study = read_bundle_study(bundle)
+        seconds, projected = 0.0, 0.0
+        for run in study.runs:
+            trained = json.loads((bundle / "live" / run / "metrics.json").read_text())["train_time_s"]
+            images = json.loads((bundle / "live" / run / "run.json").read_text())["data"]["train_images"]
+            seconds += trained
+            projected += trained * FULL_TRAIN_IMAGES / images
+        clock = provenance.get("wall_clock", {}).values()
+        span = (max(t["end"] for t in clock) - min(t["start"] for t in clock)) / 3600 if clock else math.nan
+        rows.append({"bundle": f"`{bundle.name}`", "trainings": str(len(study.runs)),
+                     "trained at": provenance["trained_at"]["commit"][:7],
+                     "training time (sum over runs)": f"{seconds / 3600:.1f} h",
+                     "wall clock, first start to last end": f"{span:.1f} h",
+                     "full CIFAR-10 here, two runs at a time": f"{projected / 3600 / 2:.0f} h",
+                     "full CIFAR-10, one GPU": gpu_rates})
+    return rows
+
+
+def _gpu_rates(results: Path) -> str:
+    """Whether any GPU has been measured by the GPU check (benchmarks/results/gpu-*)."""
+    measured = sorted((results.parent.parent / "benchmarks" / "results").glob("gpu-*"))
+    return f"see {', '.join(p.name for p in measured)}" if measured else "unmeasured (no GPU has run the GPU check)"
 
 
 def headline_lines(bundles: list[Path], claims_path: Path, root: Path) -> list[str]:
