@@ -105,11 +105,16 @@ def test_report_numbers_come_from_the_metrics_files(study_repo):
     assert f"{100 * metrics['val']['macro_f1']:.2f}" in report
 
 
-def test_dvc_metrics_show_lists_every_run(study_repo):
+def test_dvc_metrics_show_lists_every_runs_headline(study_repo):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], study_repo).stdout)
     files = next(iter(shown.values()))["data"]
-    for name in yaml.safe_load((study_repo / "params.yaml").read_text())["runs"]:
-        assert files[f"metrics/{name}.json"]["data"]["test"]["macro_f1"] >= 0
+    runs = yaml.safe_load((study_repo / "params.yaml").read_text())["runs"]
+    assert set(files) == {f"metrics/headline/{name}.json" for name in runs}
+    for name in runs:
+        detailed = json.loads((study_repo / "metrics" / f"{name}.json").read_text())
+        assert files[f"metrics/headline/{name}.json"]["data"] == {
+            "test": {key: detailed["test"][key] for key in ("accuracy", "macro_f1")},
+            "val": {"accuracy": detailed["val"]["accuracy"]}}
 
 
 def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_repo):
@@ -139,7 +144,8 @@ def test_dvc_plots_render_every_curve_of_the_study_and_every_confusion(study_rep
 
 
 def test_the_aggregate_stage_summarizes_each_run_over_its_replicates_for_dvc_metrics(study_repo):
-    shown = next(iter(json.loads(run(["dvc", "metrics", "show", "--json"], study_repo).stdout).values()))["data"]
+    shown = next(iter(json.loads(run(["dvc", "metrics", "show", "--json", "aggregates"],
+                                     study_repo).stdout).values()))["data"]
     entries = yaml.safe_load((study_repo / "params.yaml").read_text())["runs"]
     originals = [name for name, entry in entries.items() if "replicate_of" not in entry]
     assert sorted(p for p in shown if p.startswith("aggregates/")) == sorted(f"aggregates/{r}.json" for r in originals)
@@ -188,7 +194,7 @@ def test_a_new_run_is_one_params_entry_that_metrics_and_curves_pick_up(study_rep
     trained = {line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage 'train@")}
     assert trained == {"train@gn-4-128"}  # only the new run trains
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
-    assert "metrics/gn-4-128.json" in next(iter(shown.values()))["data"]
+    assert "metrics/headline/gn-4-128.json" in next(iter(shown.values()))["data"]
     curve = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]["plots/curves/norm/val_error.csv"]
     assert "gn-4-128" in {p["run"] for p in curve[0]["content"]["data"]["values"]}
     assert "gn-4-128" in (repo / "report" / "report.md").read_text()
@@ -218,6 +224,12 @@ def page_specs(html: str) -> list[dict]:
     return [json.loads(spec) for spec in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed", html, flags=re.S)]
 
 
+def page_plots(html: str) -> dict[str, dict]:
+    """The page's specs by the id of the box each is drawn in."""
+    return {box: json.loads(spec) for spec, box in
+            re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", html, flags=re.S)}
+
+
 def test_plots_diff_of_two_commits_renders_with_no_network_and_a_square_confusion_grid_per_revision(
         study_repo, tmp_path):
     # Imported here, not at the top: a machine without it (a GPU node) must still collect this module.
@@ -237,9 +249,16 @@ def test_plots_diff_of_two_commits_renders_with_no_network_and_a_square_confusio
     assert "window.vegaEmbed" in html  # the libraries are in the page itself
     specs = page_specs(html)
     assert len(specs) == len(re.findall(r"<div id\s*=", html)) > 0
-    for spec in specs:
-        assert "<path" in vl_convert.vegalite_to_svg(spec) or "<rect" in vl_convert.vegalite_to_svg(spec)
-    grid = next(s for s in specs if s["title"] == "plots/confusion/bn-8.csv")
+    drawn = {box: spec for box, spec in page_plots(html).items() if spec}
+    # A JSON file that DVC keeps as a plot for the run cache only (a run's every score, its DVCLive summary
+    # and settings) draws nothing; every other plot, per study and per run, draws.
+    assert all(box.endswith("_json") for box in set(page_plots(html)) - set(drawn))
+    assert any(box.startswith("plots_predictions_") for box in drawn) and any(
+        box.startswith("plots_live_") for box in drawn)
+    for spec in drawn.values():
+        svg = vl_convert.vegalite_to_svg(spec)
+        assert "<path" in svg or "<rect" in svg
+    grid = next(s for s in specs if s.get("title") == "plots/confusion/bn-8.csv")
     assert {v["rev"] for v in grid["data"]["values"]} == {"HEAD", "workspace"}
     svg = vl_convert.vegalite_to_svg(grid)
     for rev in ("HEAD", "workspace"):

@@ -207,9 +207,8 @@ def _outputs(stage: str) -> set[str]:
     return {path for section in ("outs", "metrics", "plots") for path in _declared(stage, section)}
 
 
-def test_top_level_metrics_and_plots_are_folders_that_hold_every_run_without_listing_it():
+def test_top_level_plots_are_folders_that_hold_every_run_without_listing_it():
     """A new run adds files to these folders."""
-    assert DVC_YAML["metrics"] == ["metrics", "aggregates"]
     assert "metrics/${key}.json" in _outputs("evaluate")
     assert _outputs("aggregate") == {"aggregates"}  # one file per original run, replicates folded in
     plots = {name: spec for entry in DVC_YAML["plots"] for name, spec in entry.items()}
@@ -229,11 +228,32 @@ def test_train_and_evaluate_can_be_restored_from_the_run_cache():
     """DVC saves no run cache for a stage with a persist output, or an uncached output that is neither a
     metric nor a plot; the sweep's separate machines need it for both stages."""
     for stage in ("train", "evaluate"):
-        outs = _declared(stage, "outs")
-        assert not any(options.get("persist") for options in outs.values())
-        assert all(options.get("cache", True) for options in outs.values())
+        for section in ("outs", "metrics", "plots"):
+            assert not any(options.get("persist") for options in _declared(stage, section).values())
+        assert all(options.get("cache", True) for options in _declared(stage, "outs").values())
     assert "models/resume/${key}.pt" not in _outputs("train")  # scratch that DVC does not track
-    assert _declared("evaluate", "metrics") == {"metrics/${key}.json": {"cache": False}}  # kept in git
+
+
+def test_what_the_stages_after_the_runs_read_of_them_is_kept_in_git():
+    """A clone without the models and the data reruns the stages after training (`dvc repro --allow-missing`)
+    only if every file they read of a run is in git: an uncached output of train or evaluate."""
+    kept = {path: options.get("cache", True) for stage in ("train", "evaluate")
+            for section in ("outs", "metrics", "plots") for path, options in _declared(stage, section).items()}
+    for stage in STUDY_STAGES:
+        read = [path for path in kept for dep in stage_definitions()[stage]["deps"]
+                if path == dep or path.startswith(dep + "/")]
+        assert read, stage
+        assert [path for path in read if kept[path]] == [], f"{stage} reads these from DVC's cache"
+    assert not kept["plots/live/${key}"] and not kept["plots/predictions/${key}.csv"]
+
+
+def test_dvc_metrics_show_lists_one_headline_per_training_and_nothing_else():
+    # DVC shows every metric, top-level or a stage's: the detailed files, 30-odd numbers each, and the
+    # aggregates, 150, are read by their paths (`dvc metrics show metrics aggregates`) and kept as plots.
+    assert "metrics" not in DVC_YAML
+    metrics = {stage: _declared(stage, "metrics") for stage in stage_definitions() if _declared(stage, "metrics")}
+    assert metrics == {"evaluate": {"metrics/headline/${key}.json": {"cache": False}}}
+    assert "--headline metrics/headline/${key}.json" in stage_definitions()["evaluate"]["cmd"]
 
 
 def test_the_curve_plots_use_the_project_templates_that_colour_by_run_and_dash_by_revision():
