@@ -3,6 +3,7 @@ and key named in every error; and the repository's own claims hold against its p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,10 @@ def test_the_claims_files_header_lists_every_relation_as_the_registry_defines_it
     header = (ROOT / "claims.yaml").read_text().split("\nclaims:", 1)[0]
     listed = [line.removeprefix("#   ") for line in header.splitlines() if line.startswith("#   ")]
     assert listed == relation_lines()
+
+
+def test_the_statistics_page_defines_every_relation_of_the_registry():
+    table = (ROOT / "docs" / "statistics.md").read_text().split("**One test per claim.**", 1)[1].split("\n\n")[1]
+    first_cells = [line.split("|")[1] for line in table.splitlines()[2:]]
+    named = {name for cell in first_cells for name in re.findall(r"`([a-z-]+)`", cell)}
+    assert named == set(RELATIONS)
