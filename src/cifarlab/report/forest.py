@@ -33,16 +33,18 @@ def _rows(findings: list[Finding]) -> list[dict]:
         scale = 100 if _unit(f) == "points" else 1
         low, high = f.estimate.interval()
         margin = f.claim.margin if f.claim.expect in ("same", "at-chance", "not-below") else None
+        # an equivalence is bounded on both sides, at least-as-good (not-below) only below
         rows.append({"claim": f.claim.name, "unit": _unit(f), "estimate": scale * f.estimate.mean,
                      "low": scale * low, "high": scale * high,
                      "margin": scale * margin if margin is not None else None,
+                     "bounds": "below" if f.claim.expect == "not-below" else "both",
                      "verdict": f.verdict.strip("*")})
     return rows
 
 
 def write_findings_table(findings: list[Finding], path: Path) -> None:
     with atomic_path(path) as tmp:
-        pd.DataFrame(_rows(findings), columns=["claim", "unit", "estimate", "low", "high", "margin", "verdict"]
+        pd.DataFrame(_rows(findings), columns=["claim", "unit", "estimate", "low", "high", "margin", "bounds", "verdict"]
                      ).to_csv(tmp, index=False, float_format="%.6g")
 
 
@@ -65,7 +67,7 @@ def plot_findings(findings: list[Finding], path: Path) -> Path | None:
             axes.plot([row["low"], row["high"]], [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
             axes.plot([row["estimate"]], [y], "o", color=colour, markersize=5)
             if row["margin"] is not None:
-                for edge in (-row["margin"], row["margin"]):
+                for edge in (-row["margin"],) if row["bounds"] == "below" else (-row["margin"], row["margin"]):
                     axes.plot([edge, edge], [y - 0.35, y + 0.35], ":", color="black", linewidth=1)
         axes.axvline(0, color="black", linewidth=0.8)
         axes.set_yticks(range(len(unit_rows)), [row["claim"] for row in reversed(unit_rows)], fontsize="small")
