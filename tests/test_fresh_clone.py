@@ -46,7 +46,7 @@ def fresh_clone(origin: Path, where: Path) -> Path:
 
 
 def ran(output: str) -> set[str]:
-    return set(re.findall(r"^Running stage '([^']+)'", output, flags=re.M))
+    return set(re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE))
 
 
 def nothing_to_run(repo: Path) -> bool:

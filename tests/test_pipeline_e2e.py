@@ -231,7 +231,7 @@ def page_specs(html: str) -> list[dict]:
 def page_plots(html: str) -> dict[str, dict]:
     """The page's specs by the id of the box each is drawn in."""
     return {box: json.loads(spec) for spec, box in
-            re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", html, flags=re.S)}
+            re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", html, flags=re.DOTALL)}
 
 
 def test_plots_diff_of_two_commits_renders_with_no_network_and_a_square_confusion_grid_per_revision(

@@ -178,15 +178,21 @@ def prepare_clone(clones: Path, remote_url: str, commit: str) -> Path:
 
 
 def push_uncached_outputs(clone: Path, stages: Sequence[str]) -> None:
-    """Send the objects of the stages' outputs that git keeps (`cache: false` metrics and plots) to the DVC
-    remote. The run cache records them, but `dvc push --run-cache` sends only the objects of cached outputs,
-    and without these the head would run the evaluate stage again. DVC has no command for it, hence its API."""
+    """Send the objects of the stages' outputs that git keeps (`cache: false` metrics and plots, a run's
+    DVCLive folder among them) to the DVC remote. The run cache records them, but `dvc push --run-cache` sends
+    only the objects of cached outputs, and without these the head would train the run again. DVC has no
+    command for it, hence its API."""
     from dvc.repo import Repo, lock_repo
+    from dvc_data.hashfile.tree import Tree
 
     # Under DVC's lock, as `dvc --wait-for-lock` takes it: another task of this node may be writing dvc.lock.
     with Repo(str(clone), _wait_for_lock=True) as repo, lock_repo(repo):
         stages_here = [stage for name in stages for stage in repo.stage.collect(f"{clone / 'dvc.yaml'}:{name}")]
-        repo.cloud.push({out.hash_info for stage in stages_here for out in stage.outs if not out.use_cache})
+        outs = [out for stage in stages_here for out in stage.outs if not out.use_cache]
+        # A folder's object only lists its files: DVC sends the files it is given alongside it, no others.
+        objects = {out.hash_info for out in outs}
+        objects |= {oid for out in outs if out.hash_info.isdir for _, _, oid in Tree.load(out.cache, out.hash_info)}
+        repo.cloud.push(objects)
 
 
 def train_and_evaluate(run: str, root: str, threads: int, submitted: float, progress: Any,
