@@ -72,8 +72,8 @@ class Project:
     def evaluate_cmd(self, cwd: Path, run: str = RUN) -> list[str]:
         return [sys.executable, str(self.root / "stages" / "evaluate.py"), str(cwd / "runs" / f"{run}.json"),
                 "--split", str(self.split), "--model", str(cwd / "model.pt"), "--metrics", str(cwd / "metrics.json"),
-                "--predictions", str(cwd / "predictions.csv"), "--confusion", str(cwd / "confusion.csv"),
-                "--weights", str(cwd / "weights.csv")]
+                "--headline", str(cwd / "headline.json"), "--predictions", str(cwd / "predictions.csv"),
+                "--confusion", str(cwd / "confusion.csv"), "--weights", str(cwd / "weights.csv")]
 
     def run(self, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
         result = subprocess.run(cmd, cwd=cwd, env=self.env(), capture_output=True, text=True)

@@ -26,8 +26,8 @@ from cifarlab.study.publish import write_settings
 from cifarlab.study.resolve import load_study
 
 TRAIN_OUTPUTS = ["--split", "x", "--model", "y", "--live", "z", "--checkpoint", "w"]
-EVALUATE_OUTPUTS = ["--split", "x", "--model", "y", "--metrics", "m", "--predictions", "p", "--confusion", "c",
-                    "--weights", "v"]
+EVALUATE_OUTPUTS = ["--split", "x", "--model", "y", "--metrics", "m", "--headline", "h", "--predictions", "p",
+                    "--confusion", "c", "--weights", "v"]
 CHECK_PARAMS_OUTPUTS = ["--runs", "runs", "--claims", "claims.yaml", "study.json"]
 
 
