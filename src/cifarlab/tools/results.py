@@ -209,6 +209,11 @@ def results_page(bundles: list[Path], claims_path: Path, results: Path) -> list[
             "`python -m cifarlab.tools.results page docs/results --readme README.md`; no number here is typed in. "
             f"The {family} claims with a test on this page are one family under Holm's correction, so a verdict "
             "here can be stricter than in its study's own report, where the family is that study's claims.", "",
+            ("How the runs were made: in a clone of the project at the commit each bundle's `provenance.json` names, "
+             "whose params.yaml holds the study's runs under profile `subset` on the CIFAR-10 subset, each with "
+             "replicates 1 and 2 (seeds 1 and 2; `resnet20` one seed), trained two at a time with one torch thread "
+             "each, one `dvc repro --single-item train@<run> evaluate@<run>` per run, so that a stopped run resumed "
+             "from its last epoch and DVC skipped what was done; `collect` then took each study as it finished."), "",
             markdown(rows), "",
             "## What the runs cost, and what the full data would", "",
             (f"Measured on {json.loads((bundles[0] / 'provenance.json').read_text())['machine'][0]}, beside other work on "
