@@ -348,10 +348,13 @@ def test_the_stages_evaluate_and_report_a_diverged_run(project):
     write_quantile_figures({"norm": ["boom"]}, cwd / "live-root", cwd / "quantiles")
     (cwd / "confusion").mkdir()
     shutil.copy(cwd / "confusion.csv", cwd / "confusion" / "boom.csv")
+    (cwd / "predictions").mkdir()
+    shutil.copy(cwd / "predictions.csv", cwd / "predictions" / "boom.csv")
     write_aggregates({"boom": ["boom"]}, {"boom": 0}, cwd / "metrics", cwd / "aggregates")
     report = write_report(load_study(params), [], metrics_dir=cwd / "metrics", aggregates_dir=cwd / "aggregates",
                           live_root=cwd / "live-root", quantile_dir=cwd / "quantiles", weights_dir=cwd,
-                          confusion_dir=cwd / "confusion", out_dir=cwd / "report").read_text()
+                          confusion_dir=cwd / "confusion", predictions_dir=cwd / "predictions",
+                          out_dir=cwd / "report").read_text()
     assert shown in report and "diverged: `boom`" in report
 
 
