@@ -95,7 +95,7 @@ def cpu_name() -> str:
     return names[0] if names else (platform.processor() or platform.machine())
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True,
                         help="data.source of both clones: a URL, an absolute path, or one relative to a clone")
@@ -106,30 +106,27 @@ def main() -> None:
     parser.add_argument("--study", help="the sweep's --study; plain `dvc repro` then runs that study's runs")
     parser.add_argument("--tasks", type=int, default=20, help="empty tasks and watched processes to time")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    update = {"profile": args.profile, "data": {"source": args.data}}
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="sweep-benchmark-"))
-    plain, swept = (work / name if (work / name).exists() else clone_with(update, work / name)
-                    for name in ("plain", "sweep"))
-    params = yaml.safe_load((plain / "params.yaml").read_text())
-    runs = [name for name, entry in params["runs"].items() if args.study in (None, entry.get("study"))]
-    plain_cmd = ["dvc", "repro"] if args.study is None else \
-        ["dvc", "repro", *(f"evaluate@{run}" for run in runs)]
-    sweep_options = (["--runs-per-gpu", str(args.runs_per_gpu)] if args.runs_per_gpu else []) \
-        + (["--slots", str(args.slots)] if args.slots else []) + (["--study", args.study] if args.study else [])
-    sweep_cmd = [sys.executable, "-m", "cifarlab.tools.sweep", *sweep_options]
-    # A phase timed before in this --workdir is not run again: a failure later costs no rerun of an hour.
+
+def _timed_phases(work: Path, phases: list[tuple[str, list[str], Path]]) -> dict[str, float]:
+    """Each phase's wall time; a phase timed before in this workdir is not run again, so that a failure later
+    costs no rerun of an hour."""
     timings_file = work / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    for phase, cmd, repo in (("plain", plain_cmd, plain), ("sweep", sweep_cmd, swept)):
+    for phase, cmd, repo in phases:
         if phase not in timings:
             print(f"{phase}: {' '.join(cmd)} in {repo}", flush=True)
             timings[phase] = timed(cmd, repo, work / f"{phase}.log")
             timings_file.write_text(json.dumps(timings) + "\n")
         print(f"  {phase}: {timings[phase]:.0f} s", flush=True)
-    plain_s, sweep_s = timings["plain"], timings["sweep"]
+    return timings
 
+
+def _summary(args: argparse.Namespace, runs: list[str], plain: Path, swept: Path, plain_cmd: list[str],
+             sweep_cmd: list[str], sweep_options: list[str], timings: dict[str, float]) -> str:
+    """The results file: both wall times, whether the runs agree, and what Ray adds."""
+    plain_s, sweep_s = timings["plain"], timings["sweep"]
     a, b = test_accuracies(plain, runs), test_accuracies(swept, runs)
     identical = [run for run in runs if (plain / "metrics" / f"{run}.json").read_bytes()
                  == (swept / "metrics" / f"{run}.json").read_bytes()]
@@ -139,7 +136,6 @@ def main() -> None:
     plain_device, sweep_device = (json.loads((repo / "plots" / "live" / runs[0] / "metrics.json").read_text())["device"]
                                   for repo in (plain, swept))
     shown = ["--data", args.data, "--profile", args.profile, *sweep_options]
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     lines = [
         f"# The sweep against plain `dvc repro`: {gpu or cpu_name()}, {os.cpu_count()} CPUs",
@@ -172,7 +168,24 @@ def main() -> None:
         f"sweep can interrupt it: {1000 * overheads['watcher_s']:.0f} ms per run (median of {args.tasks}, over "
         f"a plain `subprocess.run` of a bare Python start).",
     ]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = _arguments()
+    update = {"profile": args.profile, "data": {"source": args.data}}
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="sweep-benchmark-"))
+    plain, swept = (work / name if (work / name).exists() else clone_with(update, work / name)
+                    for name in ("plain", "sweep"))
+    params = yaml.safe_load((plain / "params.yaml").read_text())
+    runs = [name for name, entry in params["runs"].items() if args.study in (None, entry.get("study"))]
+    plain_cmd = ["dvc", "repro"] if args.study is None else \
+        ["dvc", "repro", *(f"evaluate@{run}" for run in runs)]
+    sweep_options = (["--runs-per-gpu", str(args.runs_per_gpu)] if args.runs_per_gpu else []) \
+        + (["--slots", str(args.slots)] if args.slots else []) + (["--study", args.study] if args.study else [])
+    sweep_cmd = [sys.executable, "-m", "cifarlab.tools.sweep", *sweep_options]
+    timings = _timed_phases(work, [("plain", plain_cmd, plain), ("sweep", sweep_cmd, swept)])
+    text = _summary(args, runs, plain, swept, plain_cmd, sweep_cmd, sweep_options, timings)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

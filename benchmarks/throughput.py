@@ -302,7 +302,7 @@ def hardware(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds per comparison")
@@ -317,22 +317,13 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in our step on CUDA, as a run with "
                                                             "performance.bf16 has it (the textbook loop stays float32)")
     parser.add_argument("--out", type=Path, help="also write the tables (Markdown) here")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    options = step_options(device, args.step_compile, args.bf16)
-    steps = {128: 10, 8: 50} if device.type == "cpu" else {128: 100, 8: 400}
-    images = max((3 + n) * batch_size for batch_size, n in steps.items())  # one epoch holds every measurement
-    rng = np.random.default_rng(0)
-    data = (rng.integers(0, 256, (images, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, images).astype(np.int64))
-    norms = args.norms.split(",")
+    return parser.parse_args()
 
-    lines = [f"# Training throughput, ResNet-14 (n=2), {device.type}: {hardware(device)}", "",
-             (f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             f"{args.rounds} alternated rounds; images/s are medians over the rounds, ratios the median "
-             f"of the rounds' ratios (lowest-highest round in brackets); (b) and (b') use a DataLoader with "
-             f"{args.workers} workers; options {options}."), "",
-             ("| norm | batch | (a) ours img/s | (b) usual img/s | (b') usual loader, our step img/s | "
-             "(c) model alone img/s | (a)/(b) | (a)/(b') | (a)/(c) |"),
+
+def _paths_table(args, norms, steps, device, data, options) -> list[str]:
+    """(a) ours, (b) usual, (b') usual loader with our step, (c) the model alone, per norm and batch size."""
+    lines = [("| norm | batch | (a) ours img/s | (b) usual img/s | (b') usual loader, our step img/s | "
+              "(c) model alone img/s | (a)/(b) | (a)/(b') | (a)/(c) |"),
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for batch_size in (128, 8):
         for norm in norms:
@@ -341,25 +332,52 @@ def main() -> None:
             ratios = " | ".join(str(r.ratio("ours", path)) for path in ("usual", "usual_loader", "model"))
             lines.append(f"| {norm} | {batch_size} | {rates} | {ratios} |")
             print(lines[-1], flush=True)
-    lines += ["", "Step time of each from-scratch norm over its built-in twin (same model and batch; path c):", "",
-              "| norm | built-in twin | batch 128 | batch 8 |", "| --- | --- | ---: | ---: |"]
+    return lines
+
+
+def _twins_table(args, norms, steps, device, options) -> list[str]:
+    lines = ["", "Step time of each from-scratch norm over its built-in twin (same model and batch; path c):", "",
+             "| norm | built-in twin | batch 128 | batch 8 |", "| --- | --- | ---: | ---: |"]
     twin_names = {"bn": "nn.BatchNorm2d", "in": "nn.InstanceNorm2d(affine)", "bin": "nn.BatchNorm2d + nn.InstanceNorm2d",
                   "ln": "nn.GroupNorm(1, C)", "gn": f"nn.GroupNorm({GROUPS}, C)"}
     for norm in [n for n in norms if n in BUILTIN_TWINS]:
         ratios = [bench_twins(norm, bs, steps[bs], args.rounds, device, options) for bs in (128, 8)]
         lines.append(f"| {norm} | {twin_names[norm]} | {ratios[0]} | {ratios[1]} |")
         print(lines[-1], flush=True)
-    if args.compile != "none":
-        lines += ["", f"The step alone (path c), eager vs torch.compile(mode={args.compile!r}):", "",
-                  "| norm | batch | eager img/s | compiled img/s | compiled/eager | compile s |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for batch_size in (128, 8):
-            for norm in norms:
-                rates, seconds = bench_compile(norm, batch_size, steps[batch_size], args.rounds, device,
-                                               options, args.compile)
-                lines.append(f"| {norm} | {batch_size} | {rates.median('eager'):.0f} | {rates.median('compiled'):.0f} "
-                             f"| {rates.ratio('compiled', 'eager')} | {seconds:.0f} |")
-                print(lines[-1], flush=True)
+    return lines
+
+
+def _compile_table(args, norms, steps, device, options) -> list[str]:
+    lines = ["", f"The step alone (path c), eager vs torch.compile(mode={args.compile!r}):", "",
+             "| norm | batch | eager img/s | compiled img/s | compiled/eager | compile s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for batch_size in (128, 8):
+        for norm in norms:
+            rates, seconds = bench_compile(norm, batch_size, steps[batch_size], args.rounds, device, options,
+                                           args.compile)
+            lines.append(f"| {norm} | {batch_size} | {rates.median('eager'):.0f} | {rates.median('compiled'):.0f} "
+                         f"| {rates.ratio('compiled', 'eager')} | {seconds:.0f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    args = _arguments()
+    device = resolve_device(args.device)
+    options = step_options(device, args.step_compile, args.bf16)
+    steps = {128: 10, 8: 50} if device.type == "cpu" else {128: 100, 8: 400}
+    images = max((3 + n) * batch_size for batch_size, n in steps.items())  # one epoch holds every measurement
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 256, (images, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, images).astype(np.int64))
+    norms = args.norms.split(",")
+    lines = [f"# Training throughput, ResNet-14 (n=2), {device.type}: {hardware(device)}", "",
+             (f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+              f"{args.rounds} alternated rounds; images/s are medians over the rounds, ratios the median "
+              f"of the rounds' ratios (lowest-highest round in brackets); (b) and (b') use a DataLoader with "
+              f"{args.workers} workers; options {options}."), "",
+             *_paths_table(args, norms, steps, device, data, options),
+             *_twins_table(args, norms, steps, device, options),
+             *(_compile_table(args, norms, steps, device, options) if args.compile != "none" else [])]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
