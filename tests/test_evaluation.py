@@ -1,14 +1,17 @@
-"""cifarlab.analysis.evaluation: classification metrics on worked examples, and a run's best checkpoint scored
-as training validated it."""
+"""cifarlab.analysis.evaluation: classification metrics, weight statistics and the confusion table on worked
+examples, and a run's best checkpoint scored as training validated it, its summary figures against hand
+computations."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from cifarlab.analysis.evaluation import classification_metrics, evaluate_run
+from cifarlab.analysis.evaluation import classification_metrics, confusion_table, evaluate_run, weight_statistics
 from cifarlab.data.split import save_split
 from cifarlab.models.checkpoints import save_model
 from cifarlab.train import inference, loop
@@ -141,23 +144,63 @@ def test_evaluate_on_cuda_scores_val_in_bf16_channels_last_as_training_validated
 
 def test_the_summary_figures_and_per_image_answers_equal_hand_computations(tiny_run, tiny_split, tmp_path,
                                                                            monkeypatch):
-    run = tiny_run()
+    run = tiny_run(profile={"train_images": 20, "val_images": 6})  # each split scored on what the run used
     _, _, evaluated, metrics = _train_and_evaluate(run, tiny_split, CPU, tmp_path, monkeypatch)
-    val_labels, test_labels = tiny_split.y_val, tiny_split.y_test
-    for split, logits, labels in (("val", evaluated[1], val_labels), ("test", evaluated[2], test_labels)):
+    splits = {"train": tiny_split.y_train[:20], "val": tiny_split.y_val[:6], "test": tiny_split.y_test}
+    for (split, labels), logits in zip(splits.items(), evaluated):
         losses = torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(labels), reduction="none").double()
         n = len(labels)
+        assert metrics[split]["images"] == n
+        assert metrics[split]["accuracy"] == pytest.approx(float((logits.argmax(1).numpy() == labels).mean()))
+        assert metrics[split]["loss"] == pytest.approx(float(losses.mean()), rel=1e-6)
         assert metrics[split]["loss_se"] == pytest.approx(float(losses.std()) / n ** 0.5, rel=1e-6)
         assert metrics[split]["majority_rate"] == pytest.approx(max(np.bincount(labels)) / n)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     answers = pd.read_csv(tmp_path / "predictions.csv")
     assert list(answers.columns) == ["split", "index", "predicted", "actual"]
-    for split, logits, labels in (("val", evaluated[1], val_labels), ("test", evaluated[2], test_labels)):
-        rows = answers[answers["split"] == split]
-        names = np.asarray(tiny_split.class_names)
+    assert answers["split"].unique().tolist() == ["val", "test"]
+    names = np.asarray(tiny_split.class_names)
+    for split, logits in (("val", evaluated[1]), ("test", evaluated[2])):
+        rows, labels = answers[answers["split"] == split], splits[split]
         assert rows["index"].tolist() == list(range(len(labels)))
         assert rows["predicted"].tolist() == names[logits.argmax(1).numpy()].tolist()
         assert rows["actual"].tolist() == names[labels].tolist()
         assert (rows["predicted"] == rows["actual"]).mean() == pytest.approx(metrics[split]["accuracy"])
+    confusion = pd.read_csv(tmp_path / "confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted", "count"]
+    assert confusion["count"].sum() == len(splits["test"])
     model = torch.load(tmp_path / "model.pt", weights_only=False)
-    weights = torch.cat([v.flatten() for k, v in model["model_state"].items() if k.endswith("weight") and v.dim() > 1])
+    state = model["model_state"]
+    weights = torch.cat([v.flatten() for k, v in state.items() if k.endswith("weight") and v.dim() > 1])
     assert metrics["weights"]["fraction_small"] == pytest.approx(float((weights.abs() < 1e-3).double().mean()))
+    assert metrics["weights"]["count"] == weights.numel()
+    histogram = pd.read_csv(tmp_path / "weights.csv")
+    assert list(histogram.columns) == ["weight", "count"] and histogram["count"].sum() == weights.numel()
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    assert metrics["model"]["parameters"] == sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
+    assert metrics["model"]["macs_per_image"] > 0
+
+
+# --- weight statistics and the confusion table, worked by hand -----------------------------------------------
+
+
+def test_weight_statistics_count_weights_strictly_below_the_threshold_and_bin_outliers_at_the_ends():
+    layer = torch.nn.Linear(4, 2, bias=True)
+    with torch.no_grad():  # float32, as trained: 1e-3 is exactly the threshold, so it is not small
+        layer.weight.copy_(torch.tensor([[-0.3, -0.25, -0.001, 0.0], [0.0005, 0.001, 0.1025, 0.3]]))
+        layer.bias.fill_(0.0)  # a bias is not a penalized weight: not counted
+    stats, histogram = weight_statistics(layer)
+    assert stats == {"count": 8, "fraction_small": 0.25, "small_threshold": 1e-3}
+    assert len(histogram) == 100 and histogram["count"].sum() == 8
+    # bins of 0.005 from -0.25: -0.3 and -0.25 in the first, -0.001 in bin 49, 0, 0.0005 and 0.001 in bin 50,
+    # 0.1025 in bin 70 and 0.3 in the last
+    assert {i: c for i, c in enumerate(histogram["count"]) if c} == {0: 2, 49: 1, 50: 3, 70: 1, 99: 1}
+    assert histogram["weight"].iloc[[0, 50, 99]].tolist() == pytest.approx([-0.2475, 0.0025, 0.2475])
+
+
+def test_the_confusion_table_lists_every_pair_of_classes_with_zeros_in_long_form():
+    table = confusion_table(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 0]), ["a", "b", "c", "d"])
+    assert list(table.columns) == ["actual", "predicted", "count"] and len(table) == 16
+    counts = {(a, p): c for a, p, c in table.itertuples(index=False) if c}
+    assert counts == {("a", "a"): 1, ("a", "b"): 1, ("b", "b"): 1, ("c", "a"): 1}
+    assert table.iloc[:4]["predicted"].tolist() == ["a", "b", "c", "d"] and set(table.iloc[:4]["actual"]) == {"a"}
