@@ -130,7 +130,6 @@ def test_evaluate_scores_val_as_training_validated_it_so_val_accuracy_is_best_va
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_evaluate_on_cuda_scores_val_in_bf16_channels_last_as_training_validated_it(tiny_run, tiny_split, tmp_path,
                                                                                   monkeypatch):
     run = tiny_run()

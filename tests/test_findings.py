@@ -409,7 +409,7 @@ def test_a_run_of_one_seed_borrows_the_seed_variance_of_its_studys_replicated_ru
     assert (at_most.estimate.mean, at_most.estimate.se ** 2) == (pytest.approx(-2.0), pytest.approx(norm))
     measured = judge(_claim("measured", "seconds_per_epoch", runs=("bn-8",), b="gn-8", study="norm"), inputs, study)
     low, high = stats.t.interval(0.95, 2, loc=5.0, scale=math.sqrt(2 * norm))
-    assert measured.measured.startswith(f"`bn-8` 10 (+5 [{low:+.4g}, {high:+.4g}], 1 seeds (one seed's variance")
+    assert measured.measured.startswith(f"`bn-8` 10 (+5 [{low:+.4g}, {high:+.4g}], 1 seed (one seed's variance")
 
 
 def test_a_difference_of_changes_is_the_one_sample_t_of_each_seeds_difference_of_changes():
@@ -474,7 +474,7 @@ def test_a_pipeline_check_profile_settles_no_claim_on_a_models_size_it_shrank():
     study = _study(profile="quick")
     inputs = _inputs(study, {"arch-vgg11": {"model.macs_per_image": 9000}})
     size = _claim("less", "model.macs_per_image", a="arch-plain20", b="arch-vgg11", study="arch")
-    for claim, measured in ((size, ""), (_claim("equals", "model.parameters", a="lab-base", value=1000, study="lab"),
+    for claim, measured in ((size, "`arch-plain20` 5,000, `arch-vgg11` 9,000 (0.56x)"), (_claim("equals", "model.parameters", a="lab-base", value=1000, study="lab"),
                                          "`lab-base` 1,000")):
         finding = judge_all([claim], inputs, study)[0]
         assert (finding.claim, finding.measured, finding.verdict, finding.why) == (

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-CONFIDENCE = 0.95
-ALPHA = 1 - CONFIDENCE
+ALPHA = 0.05
+CONFIDENCE = 1 - ALPHA
 
 
 def _finite(values: Sequence[float], what: str) -> np.ndarray:
@@ -204,8 +204,8 @@ def contrast(samples: Sequence[RunSample], weights: Sequence[float],
     else:
         components = _seed_components(samples, weights, pooled, paired) + _image_se_components(samples, weights)
     variance, df = satterthwaite(components)
-    parts = [f"{seeds and len(seeds)} {'paired ' if paired and len(samples) > 1 else ''}seeds" if paired else
-             f"{' and '.join(str(c) for c in counts)} seeds"]
+    parts = [f"{len(seeds)} {'paired ' if len(samples) > 1 else ''}seeds" if paired else
+             f"{' and '.join(str(c) for c in counts)} seed{'s' if counts != [1] else ''}"]
     if not paired and 1 in counts:
         parts[0] += f" (one seed's variance pooled over {pooled.runs} replicated runs, {pooled.df} df)"
     if per_image:

@@ -145,6 +145,8 @@ def _fmt_signed(claim: Claim, value: float) -> str:
 def _fmt_interval(claim: Claim, estimate: Estimate, shift: float | None = None) -> str:
     """A difference's interval, signed; with `shift` (a run's own value: the estimate plus its reference),
     the run's interval as its metric reads."""
+    if estimate.missing:
+        return "[no interval]"
     low, high = estimate.interval()
     if shift is None:
         return f"[{100 * low:+.2f}, {100 * high:+.2f}]" if claim.metric in FRACTIONS else f"[{low:+.4g}, {high:+.4g}]"
@@ -210,13 +212,13 @@ def judge(claim: Claim, inputs: ReportInputs, study: Study) -> Finding:
         return Finding(claim, expected, measured, NOT_SHOWN if reason and verdict != MEASURED else verdict,
                        reason if reason and verdict != MEASURED else why)
     if claim.kind == "exact":
-        reason = not_settled(claim, inputs, study)
-        if reason:  # a pipeline-check profile shrinks the models whose size the claim is about
-            return Finding(claim, expected, "", NOT_SHOWN, reason)
         a, b = values.mean(claim.a), values.mean(claim.b)
         holds = a > b if claim.expect == "more" else a < b
-        return Finding(claim, expected, f"`{claim.a}` {_fmt(claim, a)}, `{claim.b}` {_fmt(claim, b)}"
-                       + (f" ({a / b:.2f}x)" if b else ""), HOLDS if holds else DOES_NOT_HOLD,
+        measured = f"`{claim.a}` {_fmt(claim, a)}, `{claim.b}` {_fmt(claim, b)}" + (f" ({a / b:.2f}x)" if b else "")
+        reason = not_settled(claim, inputs, study)
+        if reason:  # a pipeline-check profile shrinks the models whose size the claim is about
+            return Finding(claim, expected, measured, NOT_SHOWN, reason)
+        return Finding(claim, expected, measured, HOLDS if holds else DOES_NOT_HOLD,
                        "a property of the model, the same for every seed")
     estimate = values.estimate()
     measured = _measured_text(claim, values, estimate)
@@ -240,7 +242,7 @@ def _measured_text(claim: Claim, values: Values, estimate: Estimate) -> str:
         text = f"`{claim.a}` {_fmt(claim, estimate.mean + reference)} {_fmt_interval(claim, estimate, reference)}"
         if claim.expect == "at-chance":
             text += f"; majority-class rate {_fmt(claim, reference)}"
-    text += f" ({estimate.test})"
+    text += f" ({estimate.test})" if not estimate.missing else ""
     if claim.metric == "test.accuracy":
         val = ", ".join(f"`{run}` {100 * _mean_of(values, run, 'val'):.2f}%" for run in runs)
         text += f"; validation (chose the checkpoint): {val}"
