@@ -147,6 +147,9 @@ def test_a_time_box_ending_inside_torch_compile_raises_its_own_timeout():
     def stalled_backend(gm, example_inputs):
         time.sleep(30)
 
+    # Dynamo imports much of inductor on a first compile; a box ending inside those imports would leave a
+    # module half-registered for every later compile in this process, so they happen before the box.
+    torch.compile(lambda x: x + 1, backend=lambda gm, example_inputs: gm.forward)(torch.ones(1))
     torch._dynamo.reset()
     try:
         with pytest.raises(boxes.PartTimeout), boxes.time_box(0.5):
@@ -213,10 +216,12 @@ def test_runs_per_gpu_are_the_summed_steady_rates_of_k_runs_stopped_once_their_s
         assert row["status"] == "done" and value(row["steady img/s (sum)"]) > 0
         assert int(row["steady epochs"]) >= k * REHEARSAL.k_min_steady
         names = [K_RUN, *(f"{K_RUN}-r{i}" for i in range(1, k))]
-        for name in names:  # K runs of one kind, each in K's own folder, stopped long before their last epoch
+        for name in names:  # K runs of one kind, each in K's own folder
             trained = live_column(rehearsal_work / "work" / "project" / f"k{k}" / "plots" / "live" / name,
                                   "epoch_time_s")
-            assert REHEARSAL.k_min_steady < len(trained) < REHEARSAL.k_epochs, (k, name)
+            # Stopped once the steady epochs are in, which on a loaded machine can be the last epoch: how
+            # early is a matter of the clock, which a test does not assert.
+            assert REHEARSAL.k_min_steady < len(trained) <= REHEARSAL.k_epochs, (k, name)
     assert rows[1]["x K=1"] == "1.00"
     top = max(REHEARSAL.k_values)
     assert re.search(rf"K = {top} runs per GPU >= 4x the steady-state images/s of K = 1.*: [\d.]+x: (met|not met)",
