@@ -151,7 +151,10 @@ def report(bundle: Path, claims_path: Path) -> Path:
 
 
 def bundles(results: Path) -> list[Path]:
-    return sorted(path.parent for path in results.glob(f"*/{STUDY_FILE}"))
+    """The bundles under `results`, in the order the studies are introduced (TITLES), then by name."""
+    found = [path.parent for path in results.glob(f"*/{STUDY_FILE}")]
+    order = list(TITLES)
+    return sorted(found, key=lambda b: (order.index(s) if (s := _study(b)) in order else len(order), b.name))
 
 
 def page(results: Path, claims_path: Path, readme: Path | None) -> None:
