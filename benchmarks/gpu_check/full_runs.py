@@ -4,7 +4,6 @@ it and its length projected from its steady epochs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
@@ -16,6 +15,7 @@ from gpu_check.project import (
     Project,
     SetupFailed,
     ensure_project,
+    lacks_dvclive,
     live_column,
     run_config,
     split_sizes,
@@ -35,8 +35,7 @@ def run(check: Check, section: Section, box: float) -> None:
     part_end = time.monotonic() + box - STOP_GRACE_S["train"]
     section.intro = intro(check)
     section.header = HEADER
-    if importlib.util.find_spec("dvclive") is None:
-        section.status = "skipped: DVCLive is not installed (the train stage logs with it)"
+    if lacks_dvclive(section):
         return
     try:
         project = ensure_project(check, part_end)

@@ -4,6 +4,7 @@ without DVC or git, on the archive, with params.yaml's own settings."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import shlex
 import shutil
@@ -60,6 +61,14 @@ class Project:
                 raise SetupFailed(f"`{shlex.join(cmd[1:])}` reached its time box")
             self.settings[name] = (folder, "") if returncode == 0 else (None, last_lines(self.log, 1))
         return self.settings[name]
+
+
+def lacks_dvclive(section) -> bool:
+    """Whether the train stage cannot run here (it logs with DVCLive); marks `section` skipped if so."""
+    if importlib.util.find_spec("dvclive") is None:
+        section.status = "skipped: DVCLive is not installed (the train stage logs with it)"
+        return True
+    return False
 
 
 def ensure_project(check: Check, end: float) -> Project:

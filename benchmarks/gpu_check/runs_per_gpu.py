@@ -6,7 +6,6 @@ its replicates), like for like. Each K stops once every run has its steady epoch
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from gpu_check.project import (
     Project,
     SetupFailed,
     ensure_project,
+    lacks_dvclive,
     run_config,
     split_sizes,
     study_params,
@@ -43,8 +43,7 @@ def run(check: Check, section: Section, box: float) -> None:
     sizes = check.sizes
     section.intro = intro(check)
     section.header = HEADER
-    if importlib.util.find_spec("dvclive") is None:
-        section.status = "skipped: DVCLive is not installed (the train stage logs with it)"
+    if lacks_dvclive(section):
         return
     try:
         project = ensure_project(check, part_end)
