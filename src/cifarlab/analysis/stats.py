@@ -91,6 +91,15 @@ class RunSample:
         return float(np.var(list(self.by_seed.values()), ddof=1))
 
 
+def score_sample(by_seed: Mapping[int, float], right: Mapping[int, np.ndarray] | None, images: int) -> RunSample:
+    """A share of images right, by seed: with each seed's per-image right answers where they were kept,
+    else each seed's binomial standard error on `images`."""
+    if right is not None:
+        return RunSample(by_seed, right)
+    return RunSample(by_seed, image_se={seed: math.sqrt(max(v, 0) * max(1 - v, 0) / images)
+                                        for seed, v in by_seed.items()})
+
+
 @dataclass(frozen=True)
 class PooledSeedVariance:
     """The seed-to-seed variance of a metric pooled over a study's replicated runs, for its runs of one

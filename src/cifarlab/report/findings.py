@@ -27,6 +27,7 @@ from cifarlab.analysis.stats import (
     PooledSeedVariance,
     RunSample,
     contrast,
+    score_sample,
 )
 from cifarlab.config.claims import ANY_PROFILE, FRACTIONS, LN_CLASSES, Claim
 from cifarlab.config.relations import FOR, RELATIONS, Decision
@@ -90,13 +91,10 @@ class Values:
         the standard error its images give (a loss; a train-split accuracy, binomial)."""
         names = self.inputs.replicates[run]
         seed = {name: self.inputs.configs[name].seed for name in names}
-        if self.claim.kind == "score" and all(self.split in self.inputs.correct.get(name, {}) for name in names):
-            return RunSample(self.by_seed(run), {seed[n]: self.inputs.correct[n][self.split] for n in names})
         if self.claim.kind == "score":
-            images = self.inputs.metrics[run][self.split]["images"]
-            return RunSample(self.by_seed(run), image_se={
-                seed[n]: math.sqrt(max(v, 0) * max(1 - v, 0) / images) for n, v in
-                ((n, self.one(n)) for n in names)})
+            kept = all(self.split in self.inputs.correct.get(name, {}) for name in names)
+            right = {seed[n]: self.inputs.correct[n][self.split] for n in names} if kept else None
+            return score_sample(self.by_seed(run), right, self.inputs.metrics[run][self.split]["images"])
         if self.claim.kind == "loss":
             return RunSample(self.by_seed(run), image_se={seed[n]: self.inputs.metrics[n][self.split]["loss_se"]
                                                           for n in names})

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cifarlab.analysis.stats import Estimate, PooledSeedVariance, RunSample, contrast
+from cifarlab.analysis.stats import (
+    Estimate,
+    PooledSeedVariance,
+    RunSample,
+    contrast,
+    score_sample,
+)
 from cifarlab.config.sections import RunConfig
 
 
@@ -60,12 +66,9 @@ def accuracy_sample(view: StudyView, run: str) -> RunSample:
     """Test accuracy of each replicate of `run` by seed, with its per-image right answers."""
     names = view.replicates[run]
     seed = {name: view.configs[name].seed for name in names}
-    if all("test" in view.correct.get(name, {}) for name in names):
-        return RunSample(accuracy_by_seed(view, run), {seed[n]: view.correct[n]["test"] for n in names})
-    images = view.metrics[run]["test"]["images"]
-    return RunSample(accuracy_by_seed(view, run), image_se={
-        seed[n]: float(np.sqrt(a * (1 - a) / images)) for n, a in
-        ((n, view.metrics[n]["test"]["accuracy"]) for n in names)})
+    kept = all("test" in view.correct.get(name, {}) for name in names)
+    right = {seed[n]: view.correct[n]["test"] for n in names} if kept else None
+    return score_sample(accuracy_by_seed(view, run), right, view.metrics[run]["test"]["images"])
 
 
 def pooled(view: StudyView) -> PooledSeedVariance | None:
