@@ -3,9 +3,13 @@ give, so that no figure quoted there is typed in or stale."""
 
 from __future__ import annotations
 
+import sys
+
+import pytest
 from checkout import ROOT
 
-from cifarlab.tools.results import bundles, headline_lines, results_page
+from cifarlab.cli import run_stage
+from cifarlab.tools.results import bundles, headline_lines, main, results_page
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -22,3 +26,25 @@ def test_the_results_page_is_what_the_bundles_give():
     found = bundles(RESULTS)
     page = (RESULTS / "README.md").read_text().splitlines()
     assert page == "\n".join(results_page(found, ROOT / "claims.yaml", RESULTS)).splitlines()
+
+
+
+def _error(argv: list[str], capsys, monkeypatch) -> str:
+    """The one line `python -m cifarlab.tools.results ARGV` says, with exit status 2."""
+    monkeypatch.setattr(sys, "argv", ["results", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main)
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_collect_and_report_refuse_what_is_not_theirs_in_one_line_before_writing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "bundle"
+    assert "data/study.json: missing; expected a checkout" in _error(
+        ["collect", str(tmp_path), "--study", "norm", "--out", str(out)], capsys, monkeypatch)
+    assert "--times " in _error(["collect", str(tmp_path), "--study", "norm", "--out", str(out), "--times",
+                                 str(tmp_path / "none.tsv")], capsys, monkeypatch)
+    assert "not a results bundle" in _error(["report", str(tmp_path)], capsys, monkeypatch)
+    assert not out.exists()

@@ -60,7 +60,10 @@ PARTS = ("metrics", "predictions", "confusion", "weights", "live", "settings")
 
 def _study_record(checkout: Path, study: str) -> dict[str, Any]:
     """The checkout's study settings with only study `study`'s runs (and their replicates)."""
-    record = json.loads((checkout / "data" / "study.json").read_text())
+    path = checkout / "data" / "study.json"
+    if not path.is_file():
+        raise CifarlabError(f"{path}: missing; expected a checkout whose pipeline trained the study (dvc repro there)")
+    record = json.loads(path.read_text())
     runs = {name: run for name, run in record["runs"].items() if run["study"] == study}
     if not runs:
         raise CifarlabError(f"{checkout / 'data' / 'study.json'}: no run of study {study!r}")
@@ -87,6 +90,9 @@ def _times(path: Path | None, runs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def collect(checkout: Path, study_name: str, out: Path, times: Path | None, machine: Path | None) -> None:
+    for given, option in ((times, "--times"), (machine, "--machine")):
+        if given is not None and not given.is_file():
+            raise CifarlabError(f"{option} {given}: no such file")
     record = _study_record(checkout, study_name)
     if out.exists():
         raise CifarlabError(f"{out}: exists; a retrain is a new bundle, so choose another name or remove it")
@@ -131,6 +137,8 @@ def _part(bundle: Path, part: str, run: str, suffix: str) -> Path:
 
 
 def read_bundle_study(bundle: Path) -> Study:
+    if not (bundle / STUDY_FILE).is_file():
+        raise CifarlabError(f"{bundle}: not a results bundle (no {STUDY_FILE}); `collect` makes one")
     return read_study_settings(bundle / STUDY_FILE)
 
 
