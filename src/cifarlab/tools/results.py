@@ -169,14 +169,15 @@ def page(results: Path, claims_path: Path, readme: Path | None) -> None:
     found = bundles(results)
     if not found:
         raise CifarlabError(f"{results}: no bundle (a folder with {STUDY_FILE})")
-    write_text(results / "README.md", "\n".join(results_page(found, claims_path, results)))
+    judged = judge_bundles(found, claims_path)
+    write_text(results / "README.md", "\n".join(results_page(judged, claims_path, results)))
     if readme is not None:
         text = readme.read_text()
         begin, end = "<!-- results:begin -->", "<!-- results:end -->"
         if begin not in text or end not in text:
             raise CifarlabError(f"{readme}: no {begin} ... {end} block to write the headline into")
         head, rest = text.split(begin, 1)
-        block = "\n".join(headline_lines(found, claims_path, readme.parent))
+        block = "\n".join(headline_lines(judged, readme.parent))
         write_text(readme, f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}")
 
 
@@ -193,7 +194,10 @@ def bundle_findings(bundle: Path, claims_path: Path) -> list[Finding]:
     return [judge(claim, inputs, study) for claim in read_claims(claims_path, study)]
 
 
-def _all(bundles: list[Path], claims_path: Path) -> list[tuple[Path, Finding]]:
+Judged = list[tuple[Path, Finding]]  # (bundle, finding) in the order of the bundles, then of claims.yaml
+
+
+def judge_bundles(bundles: list[Path], claims_path: Path) -> Judged:
     """Every bundle's findings, one family: Holm over every claim with a test on the page."""
     pairs = [(bundle, finding) for bundle in bundles for finding in bundle_findings(bundle, claims_path)]
     adjusted = holm([finding for _, finding in pairs])
@@ -205,8 +209,8 @@ def _study(bundle: Path) -> str:
     return next(iter(read_study_settings(bundle / "study.json").runs_by_study()))
 
 
-def results_page(bundles: list[Path], claims_path: Path, results: Path) -> list[str]:
-    pairs = _all(bundles, claims_path)
+def results_page(pairs: Judged, claims_path: Path, results: Path) -> list[str]:
+    bundles = list(dict.fromkeys(bundle for bundle, _ in pairs))
     family = sum(1 for _, f in pairs if f.decision is not None)
     rows = [{"claim": f"`{f.claim.name}`: {f.claim.says}", "source": f.claim.source,
              "study": f"[{_study(bundle)}]({bundle.relative_to(results)}/report/report.md)",
@@ -223,7 +227,7 @@ def results_page(bundles: list[Path], claims_path: Path, results: Path) -> list[
             ("How the runs were made: in a clone of the project at the commit each bundle's `provenance.json` names, "
              "whose params.yaml holds the study's runs under profile `subset` on the CIFAR-10 subset, each with "
              "replicates 1 and 2 (seeds 1 and 2; `resnet20` one seed), trained two at a time with one torch thread "
-             "each, one `dvc repro --single-item train@<run> evaluate@<run>` per run, so that a stopped run resumed "
+             "each (the layout [measured](../performance.md#spreading-runs-over-a-few-cores) fastest on two cores), one `dvc repro --single-item train@<run> evaluate@<run>` per run, so that a stopped run resumed "
              "from its last epoch and DVC skipped what was done; `collect` then took each study as it finished."), "",
             markdown(rows), "",
             "## What the runs cost, and what the full data would", "",
@@ -269,11 +273,10 @@ def _gpu_rates(results: Path) -> str:
     return f"see {', '.join(p.name for p in measured)}" if measured else "unmeasured (no GPU has run the GPU check)"
 
 
-def headline_lines(bundles: list[Path], claims_path: Path, root: Path) -> list[str]:
+def headline_lines(pairs: Judged, root: Path) -> list[str]:
     """One line per study: its verdicts on the page's family, with a link to its report."""
-    pairs = _all(bundles, claims_path)
     lines = []
-    for bundle in bundles:
+    for bundle in dict.fromkeys(bundle for bundle, _ in pairs):
         found = [f for b, f in pairs if b == bundle]
         verdicts = dict.fromkeys([REPRODUCED, CONTRADICTED, *(f.verdict for f in found), NOT_SHOWN])
         said = [f"{verdict.strip('*')}: {', '.join(f'`{f.claim.name}`' for f in found if f.verdict == verdict)}"
