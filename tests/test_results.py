@@ -9,7 +9,7 @@ import pytest
 from checkout import ROOT
 
 from cifarlab.cli import run_stage
-from cifarlab.tools.results import bundles, headline_lines, judge_bundles, main, results_page
+from cifarlab.tools.results import bundles, headline_lines, judge_bundles, main, results_page, run_times
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -30,6 +30,19 @@ def test_the_readme_headline_is_what_the_bundles_give(judged):
 def test_the_results_page_is_what_the_bundles_give(judged):
     page = (RESULTS / "README.md").read_text().splitlines()
     assert page == "\n".join(results_page(judged, ROOT / "claims.yaml", RESULTS)).splitlines()
+
+
+def test_a_runs_wall_clock_spans_its_attempts_up_to_its_first_ok_and_not_the_reruns_that_skipped_it(tmp_path):
+    log = tmp_path / "times.tsv"
+    log.write_text("vgg-nn\t100\t900\tok\tslot1\n"
+                   "vgg-bn\t100\t400\tfailed\tslot2\n"    # stopped, then resumed in another slot
+                   "other-study\t100\t200\tok\tslot2\n"
+                   "vgg-bn\t1000\t1300\tok\tslot1\n"
+                   "vgg-nn\t2000\t2003\tok\tslot2\n"      # a later start of the queue found it done
+                   "queue empty 2026-12-07T06:00:00Z\n")
+    assert run_times(log, ["vgg-nn", "vgg-bn"]) == {
+        "vgg-nn": {"start": 100, "end": 900, "outcome": "ok", "slot": "slot1", "attempts": 1},
+        "vgg-bn": {"start": 100, "end": 1300, "outcome": "ok", "slot": "slot1", "attempts": 2}}
 
 
 def _error(argv: list[str], capsys, monkeypatch) -> str:

@@ -75,18 +75,24 @@ def _git(checkout: Path, *args: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def _times(path: Path | None, runs: list[str]) -> dict[str, dict[str, Any]]:
-    """Each run's wall-clock start and end (seconds since the epoch) and slot, from a `run<TAB>start<TAB>end
-    <TAB>outcome<TAB>slot` log of whatever spread the runs; the last line of a run counts (a resumed one)."""
+def run_times(path: Path | None, runs: list[str]) -> dict[str, dict[str, Any]]:
+    """Each run's wall clock from a `run<TAB>start<TAB>end<TAB>outcome<TAB>slot` log (seconds since the
+    epoch) of whatever spread the runs: from the start of its first attempt to the end of its first `ok`,
+    with every attempt in between (a stopped run that resumed). Lines after that `ok` are reruns that
+    found the run done and skipped it, so they are not its time."""
     if path is None:
         return {}
-    times = {}
+    attempts: dict[str, list[dict[str, Any]]] = {}
     for line in path.read_text().splitlines():
         fields = line.split("\t")
-        if len(fields) == 5 and fields[0] in runs:
-            times[fields[0]] = {"start": int(fields[1]), "end": int(fields[2]), "outcome": fields[3],
-                                "slot": fields[4]}
-    return times
+        if len(fields) != 5 or fields[0] not in runs:
+            continue
+        so_far = attempts.setdefault(fields[0], [])
+        if not any(attempt["outcome"] == "ok" for attempt in so_far):
+            so_far.append({"start": int(fields[1]), "end": int(fields[2]), "outcome": fields[3], "slot": fields[4]})
+    return {run: {"start": tried[0]["start"], "end": tried[-1]["end"], "outcome": tried[-1]["outcome"],
+                  "slot": tried[-1]["slot"], "attempts": len(tried)}
+            for run, tried in attempts.items()}
 
 
 def collect(checkout: Path, study_name: str, out: Path, times: Path | None, machine: Path | None) -> None:
@@ -122,7 +128,7 @@ def collect(checkout: Path, study_name: str, out: Path, times: Path | None, mach
             "scored_at": {"commit": _git(Path.cwd(), "rev-parse", "HEAD")},
             "machine": (machine.read_text().strip().splitlines() if machine else [platform.processor()]),
             "python": platform.python_version(), "torch": torch.__version__,
-            "wall_clock": _times(times, runs)})
+            "wall_clock": run_times(times, runs)})
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
