@@ -290,8 +290,17 @@ def test_a_results_bundle_regenerates_its_report_byte_for_byte_from_the_bundle_a
     alone (no checkout, no models), writes the same bytes."""
     bundle = tmp_path / "results" / "quick-norm"
     bundle.parent.mkdir()
+    logs = tmp_path / "logs"  # as a runner keeps each run's train stage output: bn-128 stopped twice
+    logs.mkdir()
+    (logs / "bn-128.log").write_text("bn-128: resuming after epoch 1/3 from models/resume/bn-128.pt\n"
+                                     "gn-128: resuming after epoch 2/3 from models/resume/gn-128.pt\n"
+                                     "bn-128: resuming after epoch 2/3 from models/resume/bn-128.pt\n")
+    (logs / "gn-8.log").write_text("gn-8 epoch 1/3\n")
     run([sys.executable, "-m", "cifarlab.tools.results", "collect", str(study_repo), "--study", "norm", "--out",
-         str(bundle)], study_repo)
+         str(bundle), "--logs", str(logs)], study_repo)
+    provenance = json.loads((bundle / "provenance.json").read_text())
+    assert provenance["resumed_after_epochs"] == {"bn-128": [1, 2]}
+    assert sorted(p.name for p in (bundle / "logs").iterdir()) == ["bn-128.log", "gn-8.log"]
     runs = json.loads((bundle / "study.json").read_text())["runs"]
     assert set(runs) == {name for name, entry in yaml.safe_load((study_repo / "params.yaml").read_text())["runs"].items()
                          if entry["study"] == "norm"}

@@ -34,6 +34,7 @@ from cifarlab.report.plots import write_quantile_figures
 from cifarlab.report.tables import metrics_table
 from cifarlab.study.publish import write_settings
 from cifarlab.study.resolve import load_study
+from cifarlab.tools.results import resumed_after
 from cifarlab.train.resume import load_resume_state, rng_states, set_rng_states
 
 RUN = "bn-128"
@@ -169,6 +170,7 @@ def test_a_killed_run_resumes_to_the_same_metrics_weights_and_gapless_curves(pro
 
     resumed = project.run(project.train_cmd(cwd), cwd)
     assert f"resuming after epoch {state['epoch']}/{EPOCHS}" in resumed.stdout
+    assert resumed_after(resumed.stdout, RUN) == [state["epoch"]]  # as a results bundle records it
     assert "epoch 1/" not in resumed.stdout  # epochs already saved are not trained again
     project.run(project.evaluate_cmd(cwd), cwd)
 

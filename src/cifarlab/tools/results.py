@@ -1,7 +1,7 @@
 """Results bundles: a study's finished runs as committed evidence, and the report regenerated from them.
 
     python -m cifarlab.tools.results collect CHECKOUT --study NAME --out docs/results/<profile>-<NAME>
-                                             [--times TIMES.tsv] [--machine MACHINE.txt]
+                                             [--times TIMES.tsv] [--machine MACHINE.txt] [--logs DIR]
     python -m cifarlab.tools.results report BUNDLE [--claims claims.yaml]
     python -m cifarlab.tools.results page docs/results [--claims claims.yaml] [--readme README.md]
 
@@ -10,7 +10,8 @@ run's settings file, curves (its DVCLive folder) and model, which it scores agai
 evaluation code (the same checkpoint gives the same scores; the answers file gains what newer code
 writes, such as per-image validation answers), refusing a run whose test accuracy differs from what the
 checkout's evaluate stage recorded. It writes the provenance (the commit the runs trained at, the commit
-that scored them, the machine, each run's wall-clock start and end), then the report.
+that scored them, the machine, each run's wall-clock start and end, and the epochs a stopped run resumed
+after, read from its train stage's log, `DIR/<run>.log`, which the bundle keeps), then the report.
 
 `report` regenerates a bundle's report from the bundle alone, without training: its aggregates, feature
 quantile figures and `report/` with the Findings, by the report stage's own code. Run twice, it writes
@@ -26,6 +27,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -55,7 +57,6 @@ from cifarlab.report.plots import write_quantile_figures
 from cifarlab.report.tables import markdown
 
 STUDY_FILE, PROVENANCE_FILE = "study.json", "provenance.json"
-PARTS = ("metrics", "predictions", "confusion", "weights", "live", "settings")
 
 
 def _study_record(checkout: Path, study: str) -> dict[str, Any]:
@@ -95,10 +96,19 @@ def run_times(path: Path | None, runs: list[str]) -> dict[str, dict[str, Any]]:
             for run, tried in attempts.items()}
 
 
-def collect(checkout: Path, study_name: str, out: Path, times: Path | None, machine: Path | None) -> None:
+def resumed_after(log: str, run: str) -> list[int]:
+    """The epochs after which `run` resumed, from its train stage's output ("<run>: resuming after epoch
+    N/M from ..."), one per stop that left a saved state behind."""
+    return [int(epoch) for epoch in re.findall(rf"^{re.escape(run)}: resuming after epoch (\d+)/", log, re.M)]
+
+
+def collect(checkout: Path, study_name: str, out: Path, times: Path | None, machine: Path | None,
+            logs: Path | None = None) -> None:
     for given, option in ((times, "--times"), (machine, "--machine")):
         if given is not None and not given.is_file():
             raise CifarlabError(f"{option} {given}: no such file")
+    if logs is not None and not logs.is_dir():
+        raise CifarlabError(f"--logs {logs}: no such folder (one <run>.log per run)")
     record = _study_record(checkout, study_name)
     if out.exists():
         raise CifarlabError(f"{out}: exists; a retrain is a new bundle, so choose another name or remove it")
@@ -114,6 +124,8 @@ def collect(checkout: Path, study_name: str, out: Path, times: Path | None, mach
                                    predictions_path=_part(staging, "predictions", run, ".csv"),
                                    confusion_path=_part(staging, "confusion", run, ".csv"),
                                    weights_path=_part(staging, "weights", run, ".csv"))
+            if logs is not None and (logs / f"{run}.log").is_file():
+                shutil.copyfile(logs / f"{run}.log", _part(staging, "logs", run, ".log"))
             recorded = json.loads((checkout / "metrics" / f"{run}.json").read_text())
             if recorded["test"]["accuracy"] != metrics["test"]["accuracy"]:
                 raise CifarlabError(f"{run}: scored {metrics['test']['accuracy']} on test here against "
@@ -128,7 +140,9 @@ def collect(checkout: Path, study_name: str, out: Path, times: Path | None, mach
             "scored_at": {"commit": _git(Path.cwd(), "rev-parse", "HEAD")},
             "machine": (machine.read_text().strip().splitlines() if machine else [platform.processor()]),
             "python": platform.python_version(), "torch": torch.__version__,
-            "wall_clock": run_times(times, runs)})
+            "wall_clock": run_times(times, runs),
+            "resumed_after_epochs": {run: epochs for run in runs if (log := staging / "logs" / f"{run}.log").is_file()
+                                     and (epochs := resumed_after(log.read_text(), run))}})
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -302,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     take.add_argument("--out", type=Path, required=True)
     take.add_argument("--times", type=Path, help="run<TAB>start<TAB>end<TAB>outcome<TAB>slot per line")
     take.add_argument("--machine", type=Path, help="a text file describing the machine the runs trained on")
+    take.add_argument("--logs", type=Path, help="a folder of the runs' train logs, <run>.log, kept in the bundle")
     again = commands.add_parser("report", help="regenerate a bundle's report from the bundle alone")
     again.add_argument("bundle", type=Path)
     again.add_argument("--claims", type=Path, default=CLAIMS_FILE)
@@ -311,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     listing.add_argument("--readme", type=Path)
     args = parser.parse_args(argv)
     if args.command == "collect":
-        collect(args.checkout, args.study, args.out, args.times, args.machine)
+        collect(args.checkout, args.study, args.out, args.times, args.machine, args.logs)
     elif args.command == "report":
         print(f"report: {report(args.bundle, args.claims)}")
     else:
