@@ -216,7 +216,7 @@ def test_one_seed_without_a_replicated_run_in_its_study_is_not_shown_and_says_wh
     finding = judge_all([claim], _inputs(study, {"bn-8": {"train_time_s": 200.0}}), study)[0]
     assert finding.verdict == NOT_SHOWN and finding.decision is None and finding.estimate.missing
     assert (finding.claim, finding.expected) == (claim, "`bn-8` > `bn-128` in seconds_per_epoch")
-    assert finding.measured.startswith("`bn-8` 6.67, `bn-128` 2; A - B +4.67")
+    assert finding.measured.startswith("`bn-8` 6.7 s, `bn-128` 2.0 s; A - B +4.7 s")
     assert finding.why.startswith("no interval: a run of one seed, and no replicated run")
 
 
@@ -326,7 +326,7 @@ def test_seconds_per_epoch_is_training_time_over_the_epochs_run_as_measured():
     inputs = _inputs(study, {run: {"train_time_s": t, "epochs_run": e} for run, (t, e) in runs.items()})
     finding = judge_all([_claim("more", "seconds_per_epoch", a="bn-8", b="bn-128", study="norm")], inputs, study)[0]
     low, high = stats.ttest_rel([100, 110, 110], [60, 50, 50]).confidence_interval(0.95)
-    assert finding.measured == (f"`bn-8` 107, `bn-128` 53.3; A - B +53.3 [{low:+.4g}, {high:+.4g}] "
+    assert finding.measured == (f"`bn-8` 106.7 s, `bn-128` 53.3 s; A - B +53.3 s [{low:+.1f}, {high:+.1f}] "
                                 "(3 paired seeds, t(2.0))")
     assert finding.verdict == REPRODUCED
 
@@ -361,7 +361,7 @@ def test_a_loss_carries_each_runs_per_image_standard_error():
     assert estimate.mean == pytest.approx(-0.2166667) and estimate.se ** 2 == pytest.approx(seed_part + image_part)
     low, high = estimate.interval()
     finding = judge(_claim("less", "test.loss", a="gn-128", b="in-128", study="norm"), inputs, study)
-    assert finding.measured.startswith(f"`gn-128` 0.8833, `in-128` 1.1000; A - B -0.2167 [{low:+.4g}, {high:+.4g}] (")
+    assert finding.measured.startswith(f"`gn-128` 0.8833, `in-128` 1.1000; A - B -0.2167 [{low:+.4f}, {high:+.4f}] (")
 
 
 def test_a_score_null_in_a_metrics_file_gives_no_interval():
@@ -409,7 +409,7 @@ def test_a_run_of_one_seed_borrows_the_seed_variance_of_its_studys_replicated_ru
     assert (at_most.estimate.mean, at_most.estimate.se ** 2) == (pytest.approx(-2.0), pytest.approx(norm))
     measured = judge(_claim("measured", "seconds_per_epoch", runs=("bn-8",), b="gn-8", study="norm"), inputs, study)
     low, high = stats.t.interval(0.95, 2, loc=5.0, scale=math.sqrt(2 * norm))
-    assert measured.measured.startswith(f"`bn-8` 10 (+5 [{low:+.4g}, {high:+.4g}], 1 seed (one seed's variance")
+    assert measured.measured.startswith(f"`bn-8` 10.0 s (+5.0 s [{low:+.1f}, {high:+.1f}], 1 seed (one seed's variance")
 
 
 def test_a_difference_of_changes_is_the_one_sample_t_of_each_seeds_difference_of_changes():
@@ -425,7 +425,7 @@ def test_a_difference_of_changes_is_the_one_sample_t_of_each_seeds_difference_of
     low, high = reference.confidence_interval(0.95)
     assert finding.estimate.mean == pytest.approx(np.mean(changes))
     assert finding.estimate.interval() == (pytest.approx(low), pytest.approx(high))
-    assert f"difference of the changes +{np.mean(changes):.3g} [{low:+.4g}, {high:+.4g}]" in finding.measured
+    assert f"difference of the changes +{np.mean(changes):.1f} s [{low:+.1f}, {high:+.1f}]" in finding.measured
     assert finding.decision.p == pytest.approx(reference.pvalue)
 
 
@@ -528,15 +528,15 @@ def test_measured_gives_each_run_and_its_difference_from_b_without_a_verdict_eve
         study = _study(runs, profile=profile)
         finding = judge_all([claim], _inputs(study, {run: {"train_time_s": t} for run, t in times.items()}), study)[0]
         assert (finding.verdict, finding.why, finding.decision) == ("measured", "", None)
-        assert finding.measured == (f"`bn-8` 6.67 (+4.63 [{low:+.4g}, {high:+.4g}], 3 paired seeds, t(2.0) against "
-                                    "`bn-128`); `bn-128` 2.03")
+        assert finding.measured == (f"`bn-8` 6.7 s (+4.6 s [{low:+.1f}, {high:+.1f}], 3 paired seeds, t(2.0) against "
+                                    "`bn-128`); `bn-128` 2.0 s")
 
 
 def test_measured_names_no_test_for_a_difference_without_an_interval():
     study = _study()
     claim = _claim("measured", "seconds_per_epoch", runs=("bn-8",), b="gn-8", study="norm")
     finding = judge(claim, _inputs(study, {"bn-8": {"train_time_s": 300.0}}), study)
-    assert finding.verdict == "measured" and finding.measured.startswith("`bn-8` 10 (+8 [")
+    assert finding.verdict == "measured" and finding.measured.startswith("`bn-8` 10.0 s (+8.0 s [")
     assert finding.measured.endswith("] against `gn-8`)") and "seeds" not in finding.measured
 
 
@@ -560,7 +560,7 @@ def test_near_on_training_is_not_shown_on_a_pipeline_check():
     ("same", {"a": "x", "b": "y", "margin": 0.05}, "test.loss", "`x` - `y` within +-0.05 in test.loss"),
     ("not-below", {"a": "x", "b": "y", "margin": 0.01}, "test.accuracy", "`x` >= `y` - 1 points in test.accuracy"),
     ("at-least", {"a": "x", "value": 0.65}, "test.accuracy", "`x` >= 65.00% in test.accuracy"),
-    ("at-most", {"a": "x", "value": 2.5}, "seconds_per_epoch", "`x` <= 2.5 in seconds_per_epoch"),
+    ("at-most", {"a": "x", "value": 2.5}, "seconds_per_epoch", "`x` <= 2.5 s in seconds_per_epoch"),
     ("at-most", {"a": "x", "value": 0.4}, "test.loss", "`x` <= 0.4000 in test.loss"),
     ("at-chance", {"a": "x", "margin": 0.02}, "test.accuracy",
      "`x` within +-2 points of the majority-class rate in test.accuracy"),

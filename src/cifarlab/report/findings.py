@@ -131,13 +131,19 @@ def _fmt(claim: Claim, value: float) -> str:
         return f"{100 * value:.2f} points"
     if claim.metric in FRACTIONS:
         return f"{100 * value:.2f}%"
-    return f"{value:.3g}" if claim.metric == "seconds_per_epoch" else f"{value:.4f}"
+    return f"{value:.1f} s" if claim.metric == "seconds_per_epoch" else f"{value:.4f}"
+
+
+def _signed(claim: Claim, value: float) -> str:
+    """A difference without its unit, as an interval's bounds are written."""
+    if claim.metric in FRACTIONS:
+        return f"{100 * value:+.2f}"
+    return f"{value:+.1f}" if claim.metric == "seconds_per_epoch" else f"{value:+.4f}"
 
 
 def _fmt_signed(claim: Claim, value: float) -> str:
-    if claim.metric in FRACTIONS:
-        return f"{100 * value:+.2f} points"
-    return f"{value:+.3g}" if claim.metric == "seconds_per_epoch" else f"{value:+.4f}"
+    unit = " points" if claim.metric in FRACTIONS else " s" if claim.metric == "seconds_per_epoch" else ""
+    return _signed(claim, value) + unit
 
 
 def _fmt_interval(claim: Claim, estimate: Estimate, shift: float | None = None) -> str:
@@ -147,7 +153,7 @@ def _fmt_interval(claim: Claim, estimate: Estimate, shift: float | None = None) 
         return "[no interval]"
     low, high = estimate.interval()
     if shift is None:
-        return f"[{100 * low:+.2f}, {100 * high:+.2f}]" if claim.metric in FRACTIONS else f"[{low:+.4g}, {high:+.4g}]"
+        return f"[{_signed(claim, low)}, {_signed(claim, high)}]"
     return f"[{_fmt(claim, low + shift)}, {_fmt(claim, high + shift)}]"
 
 
