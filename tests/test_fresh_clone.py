@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from archives import make_cifar_archive
-from checkout import committed_project, run
+from checkout import ROOT, committed_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -106,3 +106,9 @@ def files(paths: list[Path]) -> dict[Path, bytes]:
     """Every file at or under `paths`, with its bytes."""
     return {f: f.read_bytes() for path in paths for f in ([path] if path.is_file() else path.rglob("*"))
             if f.is_file()}
+
+
+def test_this_projects_committed_lock_and_results_are_what_its_code_and_params_make():
+    """A clone of this repository has nothing to rerun: a change to the code or params that a stage reads
+    comes with the stages it reruns (the quick study's metrics, curves and report, and dvc.lock)."""
+    assert nothing_to_run(ROOT)
