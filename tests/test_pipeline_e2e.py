@@ -301,6 +301,7 @@ def test_a_results_bundle_regenerates_its_report_byte_for_byte_from_the_bundle_a
     provenance = json.loads((bundle / "provenance.json").read_text())
     assert provenance["resumed_after_epochs"] == {"bn-128": [1, 2]}
     assert sorted(p.name for p in (bundle / "logs").iterdir()) == ["bn-128.log", "gn-8.log"]
+    assert (bundle / "params.yaml").read_bytes() == (study_repo / "params.yaml").read_bytes()
     runs = json.loads((bundle / "study.json").read_text())["runs"]
     assert set(runs) == {name for name, entry in yaml.safe_load((study_repo / "params.yaml").read_text())["runs"].items()
                          if entry["study"] == "norm"}

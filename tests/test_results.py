@@ -3,12 +3,14 @@ give, so that no figure quoted there is typed in or stale."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
 from checkout import ROOT
 
 from cifarlab.cli import run_stage
+from cifarlab.study.resolve import read_study
 from cifarlab.tools.results import bundles, headline_lines, judge_bundles, main, results_page, run_times
 
 RESULTS = ROOT / "docs" / "results"
@@ -30,6 +32,18 @@ def test_the_readme_headline_is_what_the_bundles_give(judged):
 def test_the_results_page_is_what_the_bundles_give(judged):
     page = (RESULTS / "README.md").read_text().splitlines()
     assert page == "\n".join(results_page(judged, ROOT / "claims.yaml", RESULTS)).splitlines()
+
+
+@pytest.mark.parametrize("bundle", bundles(RESULTS), ids=lambda bundle: bundle.name)
+def test_a_bundles_params_file_resolves_to_the_settings_its_runs_trained_with(bundle):
+    """The bundle's params.yaml is what reruns its study: this code resolves it to the study's runs and
+    settings as the bundle recorded them when they trained."""
+    recorded = json.loads((bundle / "study.json").read_text())
+    resolved = read_study(bundle / "params.yaml").to_record()
+    study = next(iter(recorded["runs"].values()))["study"]
+    assert {name: run for name, run in resolved["runs"].items() if run["study"] == study} == recorded["runs"]
+    assert {key: value for key, value in resolved.items() if key != "runs"} == \
+        {key: value for key, value in recorded.items() if key != "runs"}
 
 
 def test_a_runs_wall_clock_spans_its_attempts_up_to_its_first_ok_and_not_the_reruns_that_skipped_it(tmp_path):

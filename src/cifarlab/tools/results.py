@@ -5,8 +5,8 @@
     python -m cifarlab.tools.results report BUNDLE [--claims claims.yaml]
     python -m cifarlab.tools.results page docs/results [--claims claims.yaml] [--readme README.md]
 
-`collect` takes study NAME's runs from a checkout whose pipeline trained them (`dvc repro` there): each
-run's settings file, curves (its DVCLive folder) and model, which it scores again with this checkout's
+`collect` takes study NAME's runs from a checkout whose pipeline trained them (`dvc repro` there): its
+params.yaml, each run's settings file, curves (its DVCLive folder) and model, which it scores again with this checkout's
 evaluation code (the same checkpoint gives the same scores; the answers file gains what newer code
 writes, such as per-image validation answers), refusing a run whose test accuracy differs from what the
 checkout's evaluate stage recorded. It writes the provenance (the commit the runs trained at, the commit
@@ -115,6 +115,7 @@ def collect(checkout: Path, study_name: str, out: Path, times: Path | None, mach
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
     try:
         write_json(staging / STUDY_FILE, record)
+        shutil.copyfile(checkout / "params.yaml", staging / "params.yaml")  # what reruns the study (the page says how)
         for run in record["runs"]:
             shutil.copyfile(checkout / "data" / "runs" / f"{run}.json", _part(staging, "settings", run, ".json"))
             # copyfile: the bundle's files take this user's mode, not the checkout's
@@ -249,6 +250,11 @@ def results_page(pairs: Judged, claims_path: Path, results: Path) -> list[str]:
              "replicates 1 and 2 (seeds 1 and 2; `resnet20` one seed), trained two at a time with one torch thread "
              "each (the layout [measured](../performance.md#spreading-runs-over-a-few-cores) fastest on two cores), one `dvc repro --single-item train@<run> evaluate@<run>` per run, so that a stopped run resumed "
              "from its last epoch and DVC skipped what was done; `collect` then took each study as it finished."), "",
+            ("To train a bundle's study again: check out the commit its `provenance.json` names under `trained_at`, "
+             "replace `params.yaml` with the bundle's own, put the archive where its `data: source:` says, and run "
+             "`dvc repro` (or `python -m cifarlab.tools.sweep --study <study> --slots 2`, with the `[ray]` extra, "
+             "for two runs at a time); `python -m cifarlab.tools.results collect . --study <study> --out <a new "
+             "folder>` then makes a bundle of those runs, to set beside this one."), "",
             markdown(rows), "",
             "## What the runs cost, and what the full data would", "",
             (f"Measured on {json.loads((bundles[0] / 'provenance.json').read_text())['machine'][0]}, beside other work on "
