@@ -4,6 +4,7 @@ give, so that no figure quoted there is typed in or stale."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import pytest
@@ -11,7 +12,16 @@ from checkout import ROOT
 
 from cifarlab.cli import run_stage
 from cifarlab.study.resolve import read_study
-from cifarlab.tools.results import bundles, headline_lines, judge_bundles, main, results_page, run_times
+from cifarlab.tools.results import (
+    FULL_TRAIN_IMAGES,
+    bundles,
+    cost_rows,
+    headline_lines,
+    judge_bundles,
+    main,
+    results_page,
+    run_times,
+)
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -44,6 +54,22 @@ def test_a_bundles_params_file_resolves_to_the_settings_its_runs_trained_with(bu
     assert {name: run for name, run in resolved["runs"].items() if run["study"] == study} == recorded["runs"]
     assert {key: value for key, value in resolved.items() if key != "runs"} == \
         {key: value for key, value in recorded.items() if key != "runs"}
+
+
+def test_two_slots_halve_a_studys_projected_time_but_never_split_one_run(tmp_path):
+    bundle = tmp_path / "subset-resnet20"
+    shutil.copytree(RESULTS / "subset-resnet20", bundle)
+    live = bundle / "live" / "resnet20"
+    trained = json.loads((live / "metrics.json").read_text())["train_time_s"]
+    images = json.loads((live / "run.json").read_text())["data"]["train_images"]
+    alone = trained * FULL_TRAIN_IMAGES / images / 3600
+    assert cost_rows([bundle], "unmeasured")[0]["full CIFAR-10 here, two runs at a time"] == f"{alone:.0f} h"
+    study = json.loads((bundle / "study.json").read_text())  # a second run as long: two slots, the same time
+    study["runs"]["resnet20-r1"] = {**study["runs"]["resnet20"], "name": "resnet20-r1", "seed": 1,
+                                    "replicate_of": "resnet20", "replicate": 1}
+    (bundle / "study.json").write_text(json.dumps(study))
+    shutil.copytree(live, bundle / "live" / "resnet20-r1")
+    assert cost_rows([bundle], "unmeasured")[0]["full CIFAR-10 here, two runs at a time"] == f"{alone:.0f} h"
 
 
 def test_a_runs_wall_clock_spans_its_attempts_up_to_its_first_ok_and_not_the_reruns_that_skipped_it(tmp_path):
