@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import MEAN, STD, hardware, make_stepper, resnet14, step_options
+from throughput import MEAN, STD, Ratio, hardware, make_stepper, publish, resnet14, step_options
 
 from cifarlab.data.loader import Normalizer, ResidentDataset
 
@@ -113,13 +113,9 @@ def main() -> None:
         for layout, measured in rates.items():
             ratios = [a / b for a, b in zip(measured, rates[base])]
             lines.append(f"| {batch_size} | {layout[0]} | {layout[1]} | {statistics.median(measured):.0f} | "
-                         f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
+                         f"{Ratio(statistics.median(ratios), min(ratios), max(ratios))} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -302,6 +302,15 @@ def hardware(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
 
 
+def publish(lines: list[str], out: Path | None) -> None:
+    """Print a benchmark's tables, and write them to `out` (Markdown) when given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -378,11 +387,7 @@ def main() -> None:
              *_paths_table(args, norms, steps, device, data, options),
              *_twins_table(args, norms, steps, device, options),
              *(_compile_table(args, norms, steps, device, options) if args.compile != "none" else [])]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":
