@@ -102,5 +102,7 @@ def test_collect_and_report_refuse_what_is_not_theirs_in_one_line_before_writing
         ["collect", str(tmp_path), "--study", "norm", "--out", str(out)], capsys, monkeypatch)
     assert "--times " in _error(["collect", str(tmp_path), "--study", "norm", "--out", str(out), "--times",
                                  str(tmp_path / "none.tsv")], capsys, monkeypatch)
+    assert "--logs " in _error(["collect", str(tmp_path), "--study", "norm", "--out", str(out), "--logs",
+                                str(tmp_path / "no-logs")], capsys, monkeypatch)
     assert "not a results bundle" in _error(["report", str(tmp_path)], capsys, monkeypatch)
     assert not out.exists()
