@@ -137,7 +137,8 @@ MANY_COLOURS = matplotlib.colormaps["tab20"].colors
 def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Path, title: str) -> None:
     """Train and validation error against the epoch in two panels: per run the mean over its replicates,
     shaded one standard deviation either side where it has more than one (labelled with their count)."""
-    figure = Figure(figsize=(11, 4), layout="constrained")
+    legend_rows = math.ceil(len(replicates) / 3)
+    figure = Figure(figsize=(11, 3.6 + 0.2 * legend_rows), layout="constrained")  # the panels keep their height
     for index, split in enumerate(("train", "val")):
         axes = figure.add_subplot(1, 2, index + 1)
         if len(replicates) > len(DISTINCT_COLOURS):  # the default ten would give two runs one colour
@@ -153,7 +154,9 @@ def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Pa
         _label_epoch_axis(axes)
         axes.set_ylabel("error (%)")
         axes.grid(alpha=0.3)
-    figure.axes[-1].legend(fontsize="small", ncol=2)
+    # Below the panels: inside one, a study's nine runs hid the early epochs, where the runs differ most.
+    figure.legend(handles=figure.axes[-1].get_lines(), loc="outside lower center", ncol=min(3, len(replicates)),
+                  fontsize="small")
     figure.suptitle(title)
     _save(figure, path)
 
