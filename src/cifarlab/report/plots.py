@@ -132,12 +132,13 @@ def write_curve_tables(replicates_by_study: Mapping[str, Mapping[str, Sequence[s
 
 DISTINCT_COLOURS = matplotlib.colormaps["tab10"].colors
 MANY_COLOURS = matplotlib.colormaps["tab20"].colors
+LEGEND_COLUMNS = 3  # below two panels of 11 inches, three labels of "<run> (mean of 3, band: 1 sd)" fit a row
 
 
 def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Path, title: str) -> None:
     """Train and validation error against the epoch in two panels: per run the mean over its replicates,
     shaded one standard deviation either side where it has more than one (labelled with their count)."""
-    legend_rows = math.ceil(len(replicates) / 3)
+    legend_rows = math.ceil(len(replicates) / LEGEND_COLUMNS)
     figure = Figure(figsize=(11, 3.6 + 0.2 * legend_rows), layout="constrained")  # the panels keep their height
     for index, split in enumerate(("train", "val")):
         axes = figure.add_subplot(1, 2, index + 1)
@@ -155,8 +156,8 @@ def plot_error_curves(replicates: Mapping[str, Sequence[pd.DataFrame]], path: Pa
         axes.set_ylabel("error (%)")
         axes.grid(alpha=0.3)
     # Below the panels: inside one, a study's nine runs hid the early epochs, where the runs differ most.
-    figure.legend(handles=figure.axes[-1].get_lines(), loc="outside lower center", ncol=min(3, len(replicates)),
-                  fontsize="small")
+    figure.legend(handles=figure.axes[-1].get_lines(), loc="outside lower center",
+                  ncol=min(LEGEND_COLUMNS, len(replicates)), fontsize="small")
     figure.suptitle(title)
     _save(figure, path)
 

@@ -6,8 +6,8 @@
     python -m cifarlab.tools.results page docs/results [--claims claims.yaml] [--readme README.md]
 
 `collect` takes study NAME's runs from a checkout whose pipeline trained them (`dvc repro` there): its
-params.yaml, each run's settings file, curves (its DVCLive folder) and model, which it scores again with this checkout's
-evaluation code (the same checkpoint gives the same scores; the answers file gains what newer code
+params.yaml, each run's settings file, curves (its DVCLive folder) and model, which it scores again with
+this checkout's evaluation code (the same checkpoint gives the same scores; the answers file gains what newer code
 writes, such as per-image validation answers), refusing a run whose test accuracy differs from what the
 checkout's evaluate stage recorded. It writes the provenance (the commit the runs trained at, the commit
 that scored them, the machine, each run's wall-clock start and end, and the epochs a stopped run resumed
@@ -248,7 +248,8 @@ def results_page(pairs: Judged, claims_path: Path, results: Path) -> list[str]:
             ("How the runs were made: in a clone of the project at the commit each bundle's `provenance.json` names, "
              "whose params.yaml holds the study's runs under profile `subset` on the CIFAR-10 subset, each with "
              "replicates 1 and 2 (seeds 1 and 2; `resnet20` one seed), trained two at a time with one torch thread "
-             "each (the layout [measured](../performance.md#spreading-runs-over-a-few-cores) fastest on two cores), one `dvc repro --single-item train@<run> evaluate@<run>` per run, so that a stopped run resumed "
+             "each (the layout [measured](../performance.md#spreading-runs-over-a-few-cores) fastest on two cores), "
+             "one `dvc repro --single-item train@<run> evaluate@<run>` per run, so that a stopped run resumed "
              "from its last epoch and DVC skipped what was done; `collect` then took each study as it finished."), "",
             ("To train a bundle's study again: check out the commit its `provenance.json` names under `trained_at`, "
              "replace `params.yaml` with the bundle's own, put the archive where its `data: source:` says, and run "
@@ -257,9 +258,9 @@ def results_page(pairs: Judged, claims_path: Path, results: Path) -> list[str]:
              "folder>` then makes a bundle of those runs, to set beside this one."), "",
             markdown(rows), "",
             "## What the runs cost, and what the full data would", "",
-            (f"Measured on {json.loads((bundles[0] / 'provenance.json').read_text())['machine'][0]}, beside other work on "
-             "the same cores, so these times are upper bounds; the projection scales each run's measured epochs to "
-             "the full CIFAR-10 (40,000 training and 10,000 validation images per epoch)."), "",
+            (f"Measured on {json.loads((bundles[0] / 'provenance.json').read_text())['machine'][0]}, beside other "
+             "work on the same cores, so these times are upper bounds; the projection scales each run's measured "
+             "epochs to the full CIFAR-10 (40,000 training and 10,000 validation images per epoch)."), "",
             markdown(cost_rows(bundles, _gpu_rates(results))), "",
             *(["## Left out", "", *[f"- `{c.name}` ({c.source}): {c.says}. Why: {c.why}" for c in left], ""]
               if left else [])]
@@ -285,11 +286,12 @@ def cost_rows(bundles: list[Path], gpu_rates: str) -> list[dict[str, str]]:
             projected.append(trained * FULL_TRAIN_IMAGES / images)
         clock = provenance.get("wall_clock", {}).values()
         span = (max(t["end"] for t in clock) - min(t["start"] for t in clock)) / 3600 if clock else math.nan
+        two_slots = max(sum(projected) / 2, max(projected))
         rows.append({"bundle": f"`{bundle.name}`", "trainings": str(len(study.runs)),
                      "trained at": provenance["trained_at"]["commit"][:7],
                      "training time (sum over runs)": f"{seconds / 3600:.1f} h",
                      "wall clock, first start to last end": f"{span:.1f} h",
-                     "full CIFAR-10 here, two runs at a time": f"{max(sum(projected) / 2, max(projected)) / 3600:.0f} h",
+                     "full CIFAR-10 here, two runs at a time": f"{two_slots / 3600:.0f} h",
                      "full CIFAR-10, one GPU": gpu_rates})
     return rows
 
